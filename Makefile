@@ -1,0 +1,53 @@
+# quantfleet — the targets the README names.
+#   make demo   local control plane + simulated GPU pools + operator + samples, prints their status
+#   make test   unit, calibration (real llm-compressor / ModelOpt on CPU) and e2e tests
+#   make lint   ruff, mypy, import-linter, generated-file checks
+SHELL := /bin/bash
+QF_CACHE ?= $(HOME)/.cache/quantfleet
+VENV ?= $(QF_CACHE)/venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.quantfleet-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-unit test-calibration test-e2e lint demo binaries sandbox-up sandbox-down generate clean-cache
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,calibrate]'
+	@rm -f $(VENV)/.quantfleet-* && touch $@
+
+binaries: venv
+	$(PY) -m quantfleet.cli sandbox build
+
+test: venv binaries
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -m "not e2e and not calibration" $(PYTEST_ARGS)
+
+test-calibration: venv
+	$(PY) -m pytest -m calibration $(PYTEST_ARGS)
+
+test-e2e: venv binaries
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) -m quantfleet.cli generate --check
+
+generate: venv
+	$(PY) -m quantfleet.cli generate
+
+demo: venv binaries
+	$(PY) -m quantfleet.cli sandbox demo
+
+sandbox-up: venv binaries
+	$(PY) -m quantfleet.cli sandbox up
+
+sandbox-down: venv
+	$(PY) -m quantfleet.cli sandbox down

@@ -1,0 +1,1 @@
+"""quantfleet.calibrate"""

@@ -1,0 +1,41 @@
+"""Pinned versions, read from versions.toml at the repository root (the one visible place).
+
+`python -m quantfleet.versions kubernetes.version` prints one value for shell scripts.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+_CANDIDATES = (
+    Path(__file__).resolve().parents[2] / "versions.toml",  # source checkout
+    Path(__file__).resolve().parent / "versions.toml",  # installed copy (images)
+)
+
+
+@cache
+def pins() -> dict[str, Any]:
+    for path in _CANDIDATES:
+        if path.is_file():
+            with path.open("rb") as fh:
+                return tomllib.load(fh)
+    raise FileNotFoundError("versions.toml not found next to the quantfleet package or the repository root")
+
+
+def get(dotted: str) -> str:
+    node: Any = pins()
+    for part in dotted.split("."):
+        node = node[part]
+    return str(node)
+
+
+def vllm_image() -> str:
+    return get("vllm.image")
+
+
+if __name__ == "__main__":
+    print(get(sys.argv[1]))
