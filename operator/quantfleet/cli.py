@@ -16,7 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "run": "quantfleet.controllers.runner",
     "plan": "quantfleet.plan_cli",
     "render": "quantfleet.render_cli",
-    "generate": "quantfleet.api.generate",
+    "generate": "quantfleet.generate_cli",
     "sandbox": "quantfleet.sandbox.cli",
     "calibrate": "quantfleet.calibrate.cli",
 }

@@ -1,0 +1,182 @@
+"""InferenceService (quantfleet.io/v1alpha1): "serve this model on these GPU pools with vLLM".
+
+Precision and KV-cache dtype default to `auto`: the operator decides per pool from the GPU labels
+and pins the decision in status until the spec changes or the re-plan annotation is set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from quantfleet.api.common import Condition, ConfigMapKeyRef, KubeModel, PodMetadata, Resources, SecretKeyRef, Toleration
+
+Precision = Literal["auto", "bf16", "fp8", "fp8-block", "w4a16", "nvfp4", "mxfp4"]
+KVCacheDtype = Literal["auto", "bfloat16", "fp8_e4m3", "fp8_e5m2"]
+
+MODEL_URI_PATTERN = r"^(hf://[A-Za-z0-9][A-Za-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-]*(@[^\s]+)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?|s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?)$"
+
+# vLLM flags derived from the decision; users may not set them through extraArgs.
+OPERATOR_OWNED_FLAGS = (
+    "--model",
+    "--quantization",
+    "--kv-cache-dtype",
+    "--gpu-memory-utilization",
+    "--max-model-len",
+    "--tensor-parallel-size",
+    "--served-model-name",
+    "--port",
+    "--host",
+)
+
+
+class QuantizedModelRef(KubeModel):
+    """A QuantizedModel in the same namespace; the service waits until it is Ready."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the QuantizedModel.")
+
+
+class ModelRef(KubeModel):
+    """The model to serve: exactly one of quantizedModelRef or uri."""
+
+    quantized_model_ref: QuantizedModelRef | None = Field(
+        default=None, description="Serve the checkpoint of a QuantizedModel (its format is auto-detected by vLLM)."
+    )
+    uri: str | None = Field(
+        default=None,
+        pattern=MODEL_URI_PATTERN,
+        description="A BF16 base model: hf://<org>/<name>[@<revision>], pvc://<claim>/<path> or s3://<bucket>/<prefix>."
+        " FP8 is applied on the fly where the GPU supports it.",
+    )
+    config_ref: ConfigMapKeyRef | None = Field(
+        default=None,
+        description="ConfigMap with the model's config.json, used for capacity planning. Required with uri;"
+        " with quantizedModelRef the QuantizedModel's own reference is used when unset.",
+    )
+    served_model_name: str | None = Field(
+        default=None, max_length=253, description="Name clients use in API calls; default: the service name."
+    )
+    credentials_secret: SecretKeyRef | None = Field(
+        default=None, description="Secret with HF_TOKEN or AWS credentials, exposed to vLLM as environment."
+    )
+
+    cel = (
+        ("has(self.quantizedModelRef) != has(self.uri)", "spec.model: set exactly one of quantizedModelRef or uri"),
+    )
+
+
+class PoolSpec(KubeModel):
+    """An explicit GPU pool: the nodes matching nodeSelector."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40, description="Pool name (DNS label), used in names."
+    )
+    node_selector: dict[str, str] = Field(min_length=1, description="Node labels that define the pool.")
+    replicas: int | None = Field(default=None, ge=0, le=1000, description="Replicas in this pool; default spec.replicas.")
+    tolerations: list[Toleration] | None = Field(default=None, description="Tolerations for this pool's pods.")
+
+
+class VLLMSpec(KubeModel):
+    """vLLM container settings."""
+
+    image: str | None = Field(default=None, description="vLLM image; default: the pinned vllm/vllm-openai tag.")
+    extra_args: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        description="Extra vLLM arguments. Flags derived from the decision (--quantization, --kv-cache-dtype,"
+        " --max-model-len, --tensor-parallel-size, --gpu-memory-utilization, --served-model-name, --model) are"
+        " refused.",
+    )
+
+    cel = (
+        (
+            "!has(self.extraArgs) || self.extraArgs.all(a, "
+            + " && ".join(f"!a.startsWith('{f}')" for f in OPERATOR_OWNED_FLAGS)
+            + ")",
+            "spec.vllm.extraArgs must not set flags the operator derives from its decision: "
+            + ", ".join(OPERATOR_OWNED_FLAGS),
+        ),
+    )
+
+
+class InferenceServiceSpec(KubeModel):
+    """Desired serving fleet."""
+
+    model: ModelRef = Field(description="What to serve.")
+    precision: Precision = Field(
+        default="auto", description="Weight precision; auto picks per pool from the GPU (see README)."
+    )
+    kv_cache_dtype: KVCacheDtype = Field(
+        default="auto", description="KV-cache dtype; auto picks fp8_e4m3 only when the BF16 cache would not fit."
+    )
+    max_model_len: int = Field(default=8192, ge=16, le=10485760, description="Maximum context length per request.")
+    expected_concurrency: int = Field(
+        default=1, ge=1, le=100000, description="Concurrent requests at maxModelLen the KV cache should hold."
+    )
+    replicas: int = Field(default=1, ge=0, le=1000, description="Replicas per selected pool.")
+    pools: list[PoolSpec] | None = Field(
+        default=None,
+        max_length=16,
+        description="Explicit GPU pools. Unset: automatic, every GPU pool (nodes grouped by GPU product) that can"
+        " serve the model.",
+    )
+    max_pools: int = Field(default=1, ge=1, le=16, description="In automatic mode, how many pools to spread over.")
+    vllm: VLLMSpec | None = Field(default=None, description="vLLM container settings.")
+    resources: Resources | None = Field(default=None, description="CPU/memory for each vLLM pod.")
+    gpu_memory_utilization: float = Field(
+        default=0.92, ge=0.1, le=0.99, description="Fraction of GPU memory vLLM may use (vLLM 0.33 default 0.92)."
+    )
+    pod_metadata: PodMetadata | None = Field(default=None, description="Labels/annotations for vLLM pods.")
+
+    cel = (
+        (
+            "!has(self.pools) || self.pools.all(p, self.pools.exists_one(q, q.name == p.name))",
+            "spec.pools: pool names must be unique",
+        ),
+        (
+            "!has(self.model.uri) || has(self.model.configRef)",
+            "spec.model.configRef is required with spec.model.uri (the operator needs config.json to plan capacity)",
+        ),
+        (
+            "!has(self.model.uri) || !(self.precision in ['fp8-block', 'w4a16', 'nvfp4', 'mxfp4'])",
+            "precision fp8-block, w4a16, nvfp4 and mxfp4 need a calibrated checkpoint: use model.quantizedModelRef",
+        ),
+    )
+
+
+class PoolDecision(KubeModel):
+    """The pinned decision for one pool."""
+
+    pool: str = Field(description="Pool name.")
+    gpu: str = Field(description="GPU product.")
+    node_selector: dict[str, str] = Field(description="Selector used for this pool's pods.")
+    precision: str = Field(description="Chosen weight precision.")
+    kv_cache_dtype: str = Field(description="Chosen KV-cache dtype.")
+    tensor_parallel_size: int = Field(description="GPUs per replica.")
+    quantization: str | None = Field(default=None, description="--quantization flag, only for on-the-fly FP8.")
+    native: bool = Field(description="Whether the GPU computes in this precision natively.")
+    reason: str = Field(description="Why.")
+    deployment: str = Field(description="Deployment name.")
+    replicas: int = Field(description="Desired replicas.")
+    ready_replicas: int | None = Field(default=None, description="Ready replicas observed.")
+    kv_cache_tokens: int | None = Field(default=None, description="Estimated KV-cache capacity in tokens per replica.")
+    max_concurrency: str | None = Field(default=None, description="Estimated concurrent requests at maxModelLen.")
+    weights_gib: str | None = Field(default=None, description="Estimated weight memory per GPU (GiB).")
+    kv_cache_gib: str | None = Field(default=None, description="Estimated KV-cache memory per GPU (GiB).")
+
+
+class InferenceServiceStatus(KubeModel):
+    """Observed state, rebuilt from the world on every reconcile; decisions pinned per spec generation."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
+    plan_generation: int | None = Field(default=None, description="Generation whose decisions are pinned.")
+    plan_hash: str | None = Field(default=None, description="Hash of the inputs the pinned plan was made from.")
+    conditions: list[Condition] | None = Field(default=None, description="Ready, Progressing, Degraded, ModelReady.")
+    decisions: list[PoolDecision] | None = Field(default=None, description="Per-pool decisions.")
+    precision: str | None = Field(default=None, description="Precisions in use (comma-separated, for kubectl get).")
+    kv_cache_dtype: str | None = Field(default=None, description="KV-cache dtypes in use.")
+    pools: str | None = Field(default=None, description="Pools in use.")
+    replicas: int | None = Field(default=None, description="Desired replicas across pools.")
+    ready_replicas: int | None = Field(default=None, description="Ready replicas across pools.")
+    endpoint: str | None = Field(default=None, description="In-cluster OpenAI-compatible endpoint.")
