@@ -1,0 +1,603 @@
+"""The precision decision: (model, GPU, request, available checkpoints) -> precision, KV dtype, TP, capacity, reason.
+
+Why it exists: this is the judgement practitioners make by hand (BRIEF §6), made once, as a pure function
+with its reason, so the InferenceService controller, `quantfleet plan` and the tests all agree.
+
+Precision, `auto` (first candidate that fits wins):
+  1. the GPU's own 4-bit format when a calibrated checkpoint is Ready: NVFP4 on Blackwell, MXFP4 on
+     AMD gfx950 (MI350X/MI355X) - someone calibrated it on purpose, and the math is native;
+  2. GPUs with native FP8 W8A8 (Ada, Hopper, Blackwell, MI300X/MI325X/MI35xX): an FP8 checkpoint if
+     one is Ready (starts faster), else on-the-fly `--quantization fp8` from the BF16 weights;
+  3. GPUs without FP8 math (T4, A10G, A100): BF16; if it does not fit, FP8 weight-only (W8A16 Marlin,
+     a fallback: a memory win with 16-bit math); then a W4A16 checkpoint (weight-only INT4);
+  4. memory-bound last resort: any other Ready checkpoint the GPU runs natively, then one it runs
+     only through a fallback kernel (with a warning saying so).
+  4-bit formats and FP8-block are never produced on the fly: they need a Ready checkpoint.
+Explicit precision: honoured when the GPU runs it natively; honoured WITH a warning when only a
+fallback exists (e.g. `fp8` on A10G = weight-only W8A16); `PlanError` when the GPU cannot run it,
+when it needs a checkpoint that is not Ready, or when it does not fit. Never a silent substitution.
+
+KV cache dtype, `auto`: the 16-bit model dtype, unless `concurrency` sequences of `context_len`
+tokens (or one `max_model_len` sequence) do not fit in a 16-bit KV cache; then `fp8_e4m3` - but only
+on GPUs with native FP8 (cc >= 8.9, AMD gfx942/gfx950). On Ampere/Turing an FP8 KV cache is storage
+only and depends on the attention backend (FlashAttention-2, vLLM's default there, has no FP8 KV), so
+`auto` never picks it; an explicit fp8 request there is honoured with a warning. FP8 KV scales come
+from the checkpoint or default to 1.0 (vLLM 0.33 removed `--calculate-kv-scales`): warned about.
+
+Tensor parallelism: the smallest TP in {1, 2, 4, 8} (<= GPUs per node, dividing the heads) that fits
+the weights plus one `max_model_len` sequence. Growing TP to meet `concurrency` is a replica-sizing
+question left to the caller: when one replica cannot hold the expected concurrency the decision says
+so in a warning with the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
+
+from quantfleet.hardware import GpuFacts, Support, gpu_facts_from_labels, short_name
+from quantfleet.planning.capacity import (
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    GIB,
+    CapacityEstimate,
+    WeightFormat,
+    batch_defaults,
+    estimate_capacity,
+    fit_tensor_parallel,
+    sequence_kv_bytes,
+    tensor_parallel_constraint,
+)
+from quantfleet.planning.model import ModelArch
+
+Precision = Literal["bf16", "fp8", "fp8-block", "w4a16", "nvfp4", "mxfp4"]
+RequestedPrecision = Literal["auto", "bf16", "fp8", "fp8-block", "w4a16", "nvfp4", "mxfp4"]
+RequestedKvDtype = Literal["auto", "bfloat16", "fp8_e4m3", "fp8_e5m2"]
+CheckpointFormat = Literal["compressed-tensors", "modelopt"]
+PlanErrorKind = Literal["invalid-request", "unsupported", "needs-checkpoint", "does-not-fit"]
+SupportLevel = Literal["native", "fallback", "no"]
+
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+REQUESTED_PRECISIONS: tuple[RequestedPrecision, ...] = get_args(RequestedPrecision)
+REQUESTED_KV_DTYPES: tuple[RequestedKvDtype, ...] = get_args(RequestedKvDtype)
+
+# QuantizedModel scheme (or serving precision) -> (serving precision, weight format in memory).
+_SCHEMES: dict[str, tuple[Precision, WeightFormat]] = {
+    "fp8": ("fp8", "fp8"),
+    "fp8-dynamic": ("fp8", "fp8"),
+    "fp8-static": ("fp8", "fp8"),
+    "fp8-block": ("fp8-block", "fp8-block"),
+    "w4a16": ("w4a16", "w4a16"),
+    "nvfp4": ("nvfp4", "nvfp4"),
+    "nvfp4a16": ("w4a16", "nvfp4a16"),  # FP4 elements, 16-bit math: weight-only on every GPU
+    "mxfp4": ("mxfp4", "mxfp4"),
+}
+_NEEDS_CHECKPOINT: frozenset[Precision] = frozenset({"fp8-block", "w4a16", "nvfp4", "mxfp4"})
+
+
+class PlanError(ValueError):
+    """The request cannot be planned; `reason` says why with the numbers, `kind` says which way it failed.
+
+    For `does-not-fit`, `capacity` is the closest attempt (largest TP tried) so callers can show it.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        kind: PlanErrorKind = "invalid-request",
+        capacity: CapacityEstimate | None = None,
+        precision: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+        self.capacity = capacity
+        self.precision = precision
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A Ready QuantizedModel checkpoint the InferenceService may serve."""
+
+    scheme: str
+    format: CheckpointFormat
+    uri: str
+    kv_cache_scales: bool = False  # carries calibrated FP8 KV-cache scales
+
+    def __post_init__(self) -> None:
+        if self.scheme not in _SCHEMES:
+            raise PlanError(
+                f"checkpoint {self.uri!r}: unknown scheme {self.scheme!r}; expected one of {', '.join(_SCHEMES)}"
+            )
+        if self.format not in get_args(CheckpointFormat):
+            raise PlanError(f"checkpoint {self.uri!r}: unknown format {self.format!r}")
+
+    @property
+    def precision(self) -> Precision:
+        return _SCHEMES[self.scheme][0]
+
+    @property
+    def weight_format(self) -> WeightFormat:
+        return _SCHEMES[self.scheme][1]
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the InferenceService asks for. `gpu_count` None: the node's GPUs; `context_len` None: max_model_len."""
+
+    precision: RequestedPrecision = "auto"
+    kv_cache_dtype: RequestedKvDtype = "auto"
+    max_model_len: int | None = None
+    context_len: int | None = None
+    concurrency: int = 1
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
+    gpu_count: int | None = None
+    checkpoints: tuple[Checkpoint, ...] = ()
+    base_model: bool = True  # the BF16 weights are available (needed for bf16 and on-the-fly fp8)
+
+    def __post_init__(self) -> None:
+        if self.precision not in REQUESTED_PRECISIONS:
+            raise PlanError(f"unknown precision {self.precision!r}; expected one of {', '.join(REQUESTED_PRECISIONS)}")
+        if self.kv_cache_dtype not in REQUESTED_KV_DTYPES:
+            raise PlanError(
+                f"unknown KV cache dtype {self.kv_cache_dtype!r}; expected one of {', '.join(REQUESTED_KV_DTYPES)}"
+            )
+        for name in ("max_model_len", "context_len", "gpu_count"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise PlanError(f"{name} must be at least 1, got {value}")
+        if self.concurrency < 1:
+            raise PlanError(f"concurrency must be at least 1, got {self.concurrency}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise PlanError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How to serve the model on this GPU, and why."""
+
+    precision: Precision
+    kv_cache_dtype: str
+    tensor_parallel_size: int
+    capacity: CapacityEstimate
+    quantization_flag: str | None
+    checkpoint: Checkpoint | None
+    native: bool
+    reason: str
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def vllm_args(self) -> tuple[str, ...]:
+        """The vLLM flags this decision implies (model path and everything else is the renderer's job)."""
+        args = [f"--tensor-parallel-size={self.tensor_parallel_size}", f"--kv-cache-dtype={self.kv_cache_dtype}"]
+        if self.quantization_flag:
+            args.append(f"--quantization={self.quantization_flag}")
+        args.append(f"--max-model-len={self.capacity.max_model_len}")
+        return tuple(args)
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One precision in the `quantfleet plan` comparison table."""
+
+    precision: Precision
+    support: SupportLevel
+    needs_checkpoint: bool
+    checkpoint: Checkpoint | None
+    fits: bool
+    decision: Decision | None
+    capacity: CapacityEstimate | None
+    reason: str
+    warnings: tuple[str, ...] = field(default=())
+
+
+# --- support levels ----------------------------------------------------------------------------
+
+
+def support_level(gpu: GpuFacts, precision: Precision) -> tuple[SupportLevel, str]:
+    """How this GPU runs a serving precision, and what that means in words."""
+    if precision == "bf16":
+        if gpu.compute_capability is not None and gpu.compute_capability < (8, 0):
+            return "native", "16-bit (no BF16 on this GPU: vLLM computes in FP16)"
+        return "native", "BF16 weights and math"
+    if precision == "fp8":
+        if gpu.fp8_w8a8 == Support.NATIVE:
+            return "native", "FP8 W8A8 (FP8 tensor-core math)"
+        if gpu.fp8_w8a8 != Support.NO or gpu.fp8_weight_only != Support.NO:
+            return "fallback", "FP8 weight-only W8A16 via Marlin (no FP8 math on this GPU: memory win only)"
+        return "no", "no FP8 path on this GPU"
+    level, words = {
+        "fp8-block": (gpu.fp8_block, "FP8 with 128x128 block scales"),
+        "w4a16": (gpu.int4_w4a16, "INT4 weight-only W4A16 (Marlin; 16-bit math)"),
+        "nvfp4": (gpu.nvfp4, "NVFP4"),
+        "mxfp4": (gpu.mxfp4, "MXFP4"),
+    }[precision]
+    if level == Support.NATIVE:
+        suffix = " W4A4 (FP4 tensor-core math)" if precision in ("nvfp4", "mxfp4") else " (native kernel)"
+        return "native", words + suffix
+    if level == Support.FALLBACK:
+        return "fallback", words + " through a fallback kernel (weight-only Marlin / Triton: memory win only)"
+    return "no", f"{words} cannot run on this GPU"
+
+
+def _checkpoint_level(gpu: GpuFacts, ckpt: Checkpoint) -> SupportLevel:
+    if ckpt.weight_format == "nvfp4a16":  # weight-only FP4: runs where any NVFP4 path exists
+        return "no" if gpu.nvfp4 == Support.NO else "native"
+    return support_level(gpu, ckpt.precision)[0]
+
+
+def fp8_kv_native(gpu: GpuFacts) -> bool:
+    """FP8 KV cache as a first-class option: GPUs with native FP8 (cc >= 8.9, AMD gfx942/gfx950)."""
+    return gpu.fp8_w8a8 == Support.NATIVE
+
+
+# --- the decision ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    precision: Precision
+    weight_format: WeightFormat
+    checkpoint: Checkpoint | None
+    level: SupportLevel
+    why: str
+
+
+def decide(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> Decision:
+    """Precision, KV dtype, TP and capacity for serving `arch` on `gpu`; PlanError with a reason otherwise."""
+    if request.precision == "auto":
+        return _decide_auto(arch, gpu, request)
+    return _decide_explicit(arch, gpu, request, request.precision)
+
+
+def decide_for_node(arch: ModelArch, labels: Mapping[str, str], request: PlanRequest) -> Decision:
+    """`decide` from a node's labels: raises LabelError for unusable labels, PlanError for a node without GPUs."""
+    gpu = gpu_facts_from_labels(labels)
+    if gpu is None:
+        raise PlanError(
+            "the node has no NVIDIA (nvidia.com/gpu.*) or AMD (amd.com/gpu.*) GPU labels", kind="unsupported"
+        )
+    return decide(arch, gpu, request)
+
+
+def _decide_explicit(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, precision: Precision) -> Decision:
+    level, words = support_level(gpu, precision)
+    name = gpu_name(gpu)
+    if level == "no":
+        raise PlanError(
+            f"{precision} requested but {name} cannot run it: {words}", kind="unsupported", precision=precision
+        )
+    candidates = _explicit_candidates(gpu, request, precision, level, words)
+    if not candidates:
+        if precision in _NEEDS_CHECKPOINT:
+            raise PlanError(
+                f"{precision} requested but no Ready {precision} checkpoint is available: 4-bit and FP8-block "
+                f"weights need a calibrated checkpoint (create a QuantizedModel), vLLM cannot make them on the fly",
+                kind="needs-checkpoint",
+                precision=precision,
+            )
+        raise PlanError(f"{precision} requested but the BF16 base model is not available", kind="needs-checkpoint")
+    failures: list[str] = []
+    closest: CapacityEstimate | None = None
+    for cand in candidates:
+        decision, failure, est = _evaluate(arch, gpu, request, cand)
+        if decision is not None:
+            return decision
+        failures.append(failure)
+        closest = est or closest
+    raise PlanError(
+        f"{precision} on {name} does not fit: " + "; ".join(failures),
+        kind="does-not-fit",
+        capacity=closest,
+        precision=precision,
+    )
+
+
+def _explicit_candidates(
+    gpu: GpuFacts, request: PlanRequest, precision: Precision, level: SupportLevel, words: str
+) -> list[_Candidate]:
+    out: list[_Candidate] = []
+    for ckpt in request.checkpoints:
+        if ckpt.precision == precision and _checkpoint_level(gpu, ckpt) != "no":
+            out.append(_Candidate(precision, ckpt.weight_format, ckpt, level, f"requested {precision}: {words}"))
+    out.sort(key=lambda c: c.weight_format == "nvfp4a16")  # INT4 W4A16 before FP4 weight-only
+    if request.base_model and precision in ("bf16", "fp8"):
+        fmt: WeightFormat = "bf16" if precision == "bf16" else "fp8"
+        out.append(_Candidate(precision, fmt, None, level, f"requested {precision}: {words}"))
+    return out
+
+
+def _decide_auto(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> Decision:
+    candidates = _auto_candidates(gpu, request)
+    if not candidates:
+        raise PlanError(
+            f"nothing to serve on {gpu_name(gpu)}: no BF16 base model and no Ready checkpoint this GPU can run",
+            kind="needs-checkpoint",
+        )
+    failures: list[str] = []
+    closest: CapacityEstimate | None = None
+    for cand in candidates:
+        decision, failure, est = _evaluate(arch, gpu, request, cand)
+        if decision is not None:
+            if failures:
+                decision = replace(decision, reason=decision.reason + " Rejected first: " + "; ".join(failures) + ".")
+            return decision
+        failures.append(f"{cand.precision}{' checkpoint' if cand.checkpoint else ''}: {failure}")
+        closest = est or closest
+    raise PlanError(
+        f"{arch.model_type} does not fit on {gpu_name(gpu)} at any precision/TP: " + "; ".join(failures),
+        kind="does-not-fit",
+        capacity=closest,
+        precision=candidates[-1].precision,
+    )
+
+
+def _auto_candidates(gpu: GpuFacts, request: PlanRequest) -> list[_Candidate]:
+    ckpts = request.checkpoints
+    fp8_level, fp8_words = support_level(gpu, "fp8")
+    out: list[_Candidate] = []
+
+    def ckpt_cands(precision: Precision, why: str, *, levels: tuple[SupportLevel, ...] = ("native",)) -> None:
+        for ck in sorted(ckpts, key=lambda c: c.weight_format == "nvfp4a16"):
+            level = _checkpoint_level(gpu, ck)
+            if ck.precision == precision and level in levels and not any(c.checkpoint == ck for c in out):
+                out.append(_Candidate(precision, ck.weight_format, ck, level, why))
+
+    # 1. the GPU's own 4-bit format, calibrated on purpose
+    if gpu.vendor == "nvidia" and gpu.nvfp4 == Support.NATIVE:
+        ckpt_cands("nvfp4", "a Ready NVFP4 checkpoint and native FP4 tensor cores (Blackwell)")
+    if gpu.vendor == "amd" and gpu.mxfp4 == Support.NATIVE:
+        ckpt_cands("mxfp4", "a Ready MXFP4 checkpoint and native MXFP4 math (gfx950)")
+    # 2. native FP8
+    if fp8_level == "native":
+        ckpt_cands("fp8", f"{fp8_words}; a Ready FP8 checkpoint starts faster than quantizing on the fly")
+        ckpt_cands("fp8-block", f"{fp8_words}; a Ready FP8-block checkpoint")
+        if request.base_model:
+            out.append(
+                _Candidate(
+                    "fp8", "fp8", None, "native", f"{fp8_words}, quantized on the fly from BF16 (BRIEF §6 default)"
+                )
+            )
+    # 3. no FP8 math: BF16, then weight-only
+    else:
+        if request.base_model:
+            out.append(
+                _Candidate(
+                    "bf16", "bf16", None, "native", f"no FP8 math on this GPU ({fp8_words.split(' (')[0]}): BF16"
+                )
+            )
+        if fp8_level == "fallback":
+            why = "BF16 does not fit; FP8 weight-only W8A16 (Marlin) halves the weights, math stays 16-bit"
+            ckpt_cands("fp8", why, levels=("fallback",))
+            if request.base_model:
+                out.append(_Candidate("fp8", "fp8", None, "fallback", why))
+        ckpt_cands("w4a16", "larger formats do not fit; a Ready W4A16 checkpoint (weight-only INT4, 16-bit math)")
+    # 4. memory-bound last resort: remaining checkpoints, native first, then fallback kernels
+    last_resort: tuple[Precision, ...] = ("nvfp4", "mxfp4", "w4a16", "fp8-block")
+    for p in last_resort:
+        ckpt_cands(p, f"larger formats do not fit; a Ready {p} checkpoint")
+    for p in PRECISIONS[1:]:
+        ckpt_cands(
+            p, f"larger formats do not fit; a Ready {p} checkpoint through a fallback kernel", levels=("fallback",)
+        )
+    return out
+
+
+def _evaluate(
+    arch: ModelArch, gpu: GpuFacts, request: PlanRequest, cand: _Candidate
+) -> tuple[Decision | None, str, CapacityEstimate | None]:
+    """Fit one candidate: smallest TP, then the KV dtype. Returns (decision, why-not, closest estimate)."""
+    warnings: list[str] = []
+    gpus = request.gpu_count or gpu.count
+    if gpu.mig_profile and gpus > 1:
+        warnings.append(
+            f"MIG slice {gpu.mig_profile}: tensor parallelism across MIG instances is not supported, using TP=1"
+        )
+        gpus = 1
+    max_len = request.max_model_len or arch.max_position_embeddings
+    ctx = request.context_len or max_len
+    sixteen = "float16" if gpu.compute_capability is not None and gpu.compute_capability < (8, 0) else "bfloat16"
+    kv_choices = _kv_choices(gpu, request, sixteen, warnings)
+    batched, seqs = batch_defaults(gpu.memory_mib, gpu.key or gpu.label_product or "")
+
+    def estimate(tp: int, kv: str) -> CapacityEstimate:
+        return estimate_capacity(
+            arch,
+            weight_format=cand.weight_format,
+            kv_cache_dtype=kv,
+            gpu_memory_mib=gpu.memory_mib,
+            tensor_parallel_size=tp,
+            gpu_memory_utilization=request.gpu_memory_utilization,
+            max_model_len=max_len,
+            context_len=ctx,
+            max_num_batched_tokens=batched,
+            max_num_seqs=seqs,
+        )
+
+    # Smallest TP that fits with the most compact KV dtype allowed.
+    est, why = fit_tensor_parallel(
+        arch,
+        gpus_per_node=gpus,
+        weight_format=cand.weight_format,
+        kv_cache_dtype=kv_choices[-1],
+        gpu_memory_mib=gpu.memory_mib,
+        gpu_memory_utilization=request.gpu_memory_utilization,
+        max_model_len=max_len,
+        context_len=ctx,
+        max_num_batched_tokens=batched,
+        max_num_seqs=seqs,
+    )
+    if est is None or not est.fits:
+        return None, why, est
+    tp = est.tensor_parallel_size
+    kv, kv_reason, est = _pick_kv(arch, request, tp, kv_choices, estimate, ctx, max_len)
+    if est.max_concurrency < request.concurrency:
+        need = request.concurrency * sequence_kv_bytes(arch, kv, ctx, tp)
+        warnings.append(
+            f"expected concurrency {request.concurrency} at {ctx} tokens needs {need / GIB:.2f} GiB of {kv} KV "
+            "per GPU; "
+            f"one replica holds {est.kv_cache_gib_per_gpu} GiB ({est.max_concurrency}x): add replicas or GPUs"
+        )
+    if kv.startswith("fp8") and not (cand.checkpoint and cand.checkpoint.kv_cache_scales):
+        warnings.append(
+            "FP8 KV cache without calibrated KV scales: vLLM 0.33 uses scale 1.0 (--calculate-kv-scales was removed); "
+            "calibrate them with a QuantizedModel (FP8 KV-cache scales) for best accuracy"
+        )
+    if cand.level == "fallback":
+        warnings.append(f"{cand.precision} on {gpu_name(gpu)} is not native: {support_level(gpu, cand.precision)[1]}")
+    if cand.weight_format == "nvfp4a16":
+        warnings.append("NVFP4A16 checkpoint: FP4 weights with 16-bit math (weight-only), not W4A4")
+    if gpu.shared:
+        warnings.append("time-sliced GPU (-SHARED): other pods share this memory; the estimate assumes the whole GPU")
+    if not gpu.known:
+        warnings.append(f"GPU not in the table, facts derived: {gpu.derivation}")
+    if cand.precision in ("nvfp4", "mxfp4", "w4a16"):
+        warnings.append("4-bit weights: measure quality (perplexity / task accuracy) before rolling out")
+
+    flag = "fp8" if cand.precision == "fp8" and cand.checkpoint is None else None
+    source = (
+        _source(cand) if cand.checkpoint else ("BF16 weights" if flag is None else "BF16 weights, --quantization fp8")
+    )
+    reason = (
+        f"{gpu_name(gpu)} ({describe_gpu(gpu)}): {cand.precision} - {cand.why}; serving {source}. "
+        f"Weights {est.weights_gib} GiB ({est.weights_gib_per_gpu} GiB/GPU) at TP={tp}"
+        f"{_tp_note(arch, cand.weight_format, tp)}. KV cache {kv}: {kv_reason}"
+    )
+    decision = Decision(
+        precision=cand.precision,
+        kv_cache_dtype=kv,
+        tensor_parallel_size=tp,
+        capacity=est,
+        quantization_flag=flag,
+        checkpoint=cand.checkpoint,
+        native=cand.level == "native",
+        reason=reason,
+        warnings=tuple(warnings),
+    )
+    return decision, "", est
+
+
+def _source(cand: _Candidate) -> str:
+    ckpt = cand.checkpoint
+    if ckpt is None:
+        return "BF16 weights"
+    return f"the {ckpt.scheme} checkpoint {ckpt.uri}" if ckpt.uri else f"a {ckpt.scheme} checkpoint (to be calibrated)"
+
+
+def _kv_choices(gpu: GpuFacts, request: PlanRequest, sixteen: str, warnings: list[str]) -> tuple[str, ...]:
+    """KV dtypes the decision may use, preferred first."""
+    if request.kv_cache_dtype == "auto":
+        return (sixteen, "fp8_e4m3") if fp8_kv_native(gpu) else (sixteen,)
+    if request.kv_cache_dtype.startswith("fp8") and not fp8_kv_native(gpu):
+        warnings.append(
+            f"{request.kv_cache_dtype} KV cache on {gpu_name(gpu)} (no native FP8): storage only, and only with an "
+            "attention backend that supports FP8 KV here (FlashInfer/Triton, not FlashAttention-2)"
+        )
+    if request.kv_cache_dtype == "bfloat16" and sixteen == "float16":
+        warnings.append("bfloat16 KV cache requested on a GPU without BF16: vLLM stores it as float16")
+        return ("float16",)
+    return (request.kv_cache_dtype,)
+
+
+def _pick_kv(
+    arch: ModelArch,
+    request: PlanRequest,
+    tp: int,
+    choices: tuple[str, ...],
+    est_for: Callable[[int, str], CapacityEstimate],
+    ctx: int,
+    max_len: int,
+) -> tuple[str, str, CapacityEstimate]:
+    """The KV dtype at this TP, with the numbers that decided it."""
+    want = f"{request.concurrency} x {ctx} tokens"
+    first = est_for(tp, choices[0])
+    if len(choices) == 1:
+        word = "requested" if request.kv_cache_dtype != "auto" else "16-bit (FP8 KV is not native on this GPU)"
+        return choices[0], f"{word}; {_kv_numbers(first, want)}", first
+    need = request.concurrency * sequence_kv_bytes(arch, choices[0], ctx, tp)
+    if first.fits and first.kv_cache_gib_per_gpu * GIB >= need:
+        return (
+            choices[0],
+            f"{want} need {need / GIB:.2f} GiB/GPU in {choices[0]}, which fits; {_kv_numbers(first, want)}",
+            first,
+        )
+    fp8 = est_for(tp, choices[1])
+    if not first.fits:
+        why = (
+            f"one {max_len}-token sequence does not fit in a {choices[0]} KV cache "
+            f"({first.kv_cache_gib_per_gpu} GiB/GPU)"
+        )
+    else:
+        why = (
+            f"{want} need {need / GIB:.2f} GiB/GPU in {choices[0]} but only {first.kv_cache_gib_per_gpu} GiB/GPU is "
+            f"free ({first.max_concurrency}x)"
+        )
+    return choices[1], f"{why}; FP8 halves it: {_kv_numbers(fp8, want)}", fp8
+
+
+def _kv_numbers(est: CapacityEstimate, want: str) -> str:
+    return (
+        f"{est.kv_cache_gib_per_gpu} GiB/GPU holds {est.kv_cache_tokens} tokens, {est.max_concurrency}x concurrency at "
+        f"{est.context_len} tokens ({est.kv_bytes_per_token} bytes/token)"
+    )
+
+
+def _tp_note(arch: ModelArch, fmt: WeightFormat, tp: int) -> str:
+    if tp == 1:
+        return ""
+    note = " (smaller TP does not fit"
+    if tensor_parallel_constraint(arch, fmt, tp // 2):
+        note += " or is invalid"
+    return note + ")"
+
+
+# --- the comparison table ----------------------------------------------------------------------
+
+
+def plan_all(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> list[PlanRow]:
+    """One row per precision the GPU can run (native or fallback). Precisions that need a checkpoint nobody
+    has calibrated are planned as if one existed, and say so."""
+    rows: list[PlanRow] = []
+    for precision in PRECISIONS:
+        level = support_level(gpu, precision)[0]
+        if level == "no":
+            continue
+        needs = precision in _NEEDS_CHECKPOINT
+        req = replace(request, precision=precision)
+        hypothetical = needs and not any(c.precision == precision for c in request.checkpoints)
+        if hypothetical:
+            scheme = precision
+            req = replace(req, checkpoints=(*request.checkpoints, Checkpoint(scheme, _default_format(precision), "")))
+        try:
+            d = decide(arch, gpu, req)
+        except PlanError as err:
+            rows.append(PlanRow(precision, level, needs, None, False, None, err.capacity, err.reason))
+            continue
+        warnings = d.warnings
+        ckpt = d.checkpoint
+        if hypothetical:
+            warnings = (f"needs a calibrated {precision} checkpoint (none Ready): create a QuantizedModel", *warnings)
+            ckpt = None
+        rows.append(PlanRow(precision, level, needs, ckpt, True, d, d.capacity, d.reason, warnings))
+    return rows
+
+
+def _default_format(precision: Precision) -> CheckpointFormat:
+    return "modelopt" if precision == "nvfp4" else "compressed-tensors"
+
+
+# --- words -------------------------------------------------------------------------------------
+
+
+def gpu_name(gpu: GpuFacts) -> str:
+    return short_name(gpu)
+
+
+def describe_gpu(gpu: GpuFacts) -> str:
+    arch = (
+        f"cc {gpu.compute_capability[0]}.{gpu.compute_capability[1]}"
+        if gpu.compute_capability is not None
+        else (gpu.gfx_arch or "unknown arch")
+    )
+    return f"{gpu.family}, {arch}, {gpu.memory_mib / 1024:.0f} GiB x {gpu.count}"
