@@ -26,6 +26,7 @@ from quantfleet.planning.decision import (
     support_level,
 )
 from quantfleet.planning.model import ConfigError, ModelArch, parse_model_config, router_ignore_patterns
+from quantfleet.planning.tools import PlacementPreference, ToolChoice, choose_tool, placement_for
 
 __all__ = [
     "CapacityEstimate",
@@ -34,9 +35,12 @@ __all__ = [
     "Decision",
     "ModelArch",
     "ParamCount",
+    "PlacementPreference",
     "PlanError",
     "PlanRequest",
     "PlanRow",
+    "ToolChoice",
+    "choose_tool",
     "count_parameters",
     "decide",
     "decide_for_node",
@@ -44,6 +48,7 @@ __all__ = [
     "fit_tensor_parallel",
     "kv_bytes_per_token",
     "parse_model_config",
+    "placement_for",
     "plan_all",
     "router_ignore_patterns",
     "support_level",

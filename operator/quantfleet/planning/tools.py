@@ -1,0 +1,229 @@
+"""Which calibration tool makes a QuantizedModel's checkpoint, with what ignore list, and where it should run.
+
+Why it exists: llm-compressor 0.14 and ModelOpt 0.47 (BRIEF §4) overlap but are not interchangeable: each
+supports a different set of schemes, names them differently, excludes different modules by default and
+treats MoE experts differently. The QuantizedModel controller asks `choose_tool` once per spec and records
+the reason in status; `placement_for` tells it which GPU pools run the result natively.
+
+Defaults (tool `auto`):
+- llm-compressor for every scheme it has a preset for (FP8_DYNAMIC, FP8_BLOCK, FP8, W4A16 with GPTQ/AWQ,
+  NVFP4, NVFP4A16, MXFP4): one tool, compressed-tensors output, all-expert MoE calibration on by default.
+- nvfp4 on a MoE model -> ModelOpt `NVFP4_MLP_ONLY_CFG`: BRIEF §4 names MLP-only NVFP4 as the practical
+  MoE recipe (attention stays BF16), ModelOpt ships it as a tested config and excludes routers/gates by
+  default, and vLLM runs its NVFP4 MoE export through the native `modelopt_fp4` path. Its all-expert
+  calibration is opt-in in 0.47, so the choice turns it on (`moe_calib_experts_ratio=1.0`).
+- mxfp4 on a MoE model stays with llm-compressor but ignores attention (`re:.*self_attn.*`), matching the
+  MLP-only assumption of the capacity planner and of gpt-oss-style MXFP4 checkpoints.
+An explicit tool that cannot make the scheme is a `PlanError`, never a silent switch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from quantfleet.hardware import GPU_TABLE, Format, GpuFacts, Support
+from quantfleet.planning.decision import PlanError
+from quantfleet.planning.model import ModelArch, router_ignore_patterns, router_patterns_known
+
+Scheme = Literal["fp8-dynamic", "fp8-block", "fp8-static", "w4a16", "nvfp4", "nvfp4a16", "mxfp4"]
+Tool = Literal["llm-compressor", "modelopt"]
+RequestedTool = Literal["auto", "llm-compressor", "modelopt"]
+Algorithm = Literal["gptq", "awq"]
+
+SCHEMES: tuple[Scheme, ...] = get_args(Scheme)
+REQUESTED_TOOLS: tuple[RequestedTool, ...] = get_args(RequestedTool)
+
+ATTENTION_PATTERN = "re:.*self_attn.*"
+
+# (scheme, algorithm or None) -> preset / config name, per tool. Absent = the tool cannot make it.
+_LLM_COMPRESSOR: dict[tuple[str, str | None], str] = {
+    ("fp8-dynamic", None): "QuantizationModifier(scheme=FP8_DYNAMIC)",
+    ("fp8-block", None): "QuantizationModifier(scheme=FP8_BLOCK)",
+    ("fp8-static", None): "QuantizationModifier(scheme=FP8)",
+    ("w4a16", "gptq"): "GPTQModifier(scheme=W4A16)",
+    ("w4a16", "awq"): "AWQModifier + QuantizationModifier(scheme=W4A16)",
+    ("nvfp4", None): "QuantizationModifier(scheme=NVFP4)",
+    ("nvfp4a16", None): "QuantizationModifier(scheme=NVFP4A16)",
+    ("mxfp4", None): "QuantizationModifier(scheme=MXFP4)",
+}
+_MODELOPT: dict[tuple[str, str | None], str] = {
+    ("fp8-static", None): "FP8_DEFAULT_CFG",
+    ("w4a16", "awq"): "INT4_AWQ_CFG",
+    ("nvfp4", None): "NVFP4_DEFAULT_CFG",
+    ("mxfp4", None): "MXFP4_DEFAULT_CFG",
+}
+_NO_DATA = frozenset({"fp8-dynamic", "fp8-block", "nvfp4a16"})  # weight-only or dynamic: no calibration data needed
+_SCHEME_FORMAT: dict[str, Format] = {
+    "fp8-dynamic": "fp8_w8a8",
+    "fp8-static": "fp8_w8a8",
+    "fp8-block": "fp8_block",
+    "w4a16": "int4_w4a16",
+    "nvfp4": "nvfp4",
+    "nvfp4a16": "nvfp4",
+    "mxfp4": "mxfp4",
+}
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """The tool and recipe shape for one QuantizedModel, and why."""
+
+    tool: Tool
+    preset: str
+    reason: str
+    ignore: tuple[str, ...]
+    calibrate_all_experts: bool
+    needs_calibration_data: bool
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlacementPreference:
+    """Where a scheme's checkpoint runs natively (preferred for calibration + quality checks) or at all."""
+
+    scheme: Scheme
+    format: Format
+    native_families: tuple[str, ...]
+    fallback_families: tuple[str, ...]
+    min_compute_capability: tuple[int, int] | None
+    amd_gfx_arches: tuple[str, ...]
+    reason: str
+
+    def rank(self, gpu: GpuFacts) -> int | None:
+        """0: runs this scheme natively, 1: only through a fallback kernel, None: cannot run it."""
+        level = gpu.support.level(self.format)
+        if self.scheme == "nvfp4a16" and level != Support.NO:
+            return 0  # weight-only FP4 is Marlin by design, everywhere
+        if level == Support.NATIVE:
+            return 0
+        return 1 if level == Support.FALLBACK else None
+
+
+def choose_tool(
+    scheme: str,
+    requested_tool: str,
+    arch: ModelArch,
+    *,
+    algorithm: str | None = None,
+) -> ToolChoice:
+    """Pick llm-compressor or ModelOpt for `scheme` on `arch`; PlanError for impossible combinations."""
+    if scheme not in SCHEMES:
+        raise PlanError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+    if requested_tool not in REQUESTED_TOOLS:
+        raise PlanError(f"unknown tool {requested_tool!r}; expected one of {', '.join(REQUESTED_TOOLS)}")
+    if scheme == "w4a16":
+        algorithm = algorithm or "gptq"
+        if algorithm not in get_args(Algorithm):
+            raise PlanError(f"unknown w4a16 algorithm {algorithm!r}; expected gptq or awq")
+    elif algorithm is not None:
+        raise PlanError(f"algorithm {algorithm!r} only applies to w4a16, not {scheme}")
+    key = (scheme, algorithm)
+    label = f"{scheme}{f' ({algorithm})' if algorithm else ''}"
+    moe = arch.is_moe
+
+    if requested_tool == "auto":
+        if scheme == "nvfp4" and moe:
+            tool: Tool = "modelopt"
+            why = (
+                f"auto: nvfp4 on a MoE model ({arch.model_type}, {arch.num_experts} experts) uses ModelOpt "
+                "NVFP4_MLP_ONLY_CFG, the MLP-only recipe BRIEF §4 names for MoE (attention stays BF16)"
+            )
+        else:
+            tool = "llm-compressor"
+            why = f"auto: llm-compressor has a {label} preset and calibrates every MoE expert by default"
+    else:
+        tool = "llm-compressor" if requested_tool == "llm-compressor" else "modelopt"
+        table = _LLM_COMPRESSOR if tool == "llm-compressor" else _MODELOPT
+        if key not in table:
+            can = sorted(f"{s}{f' ({a})' if a else ''}" for s, a in table)
+            raise PlanError(f"{tool} cannot make {label}; it supports: {', '.join(can)}")
+        why = f"requested tool {tool} supports {label}"
+
+    mlp_only = moe and scheme in ("nvfp4", "mxfp4")
+    if tool == "modelopt":
+        preset = "NVFP4_MLP_ONLY_CFG" if scheme == "nvfp4" and moe else _MODELOPT[key]
+    else:
+        preset = _LLM_COMPRESSOR[key]
+    ignore = router_ignore_patterns(arch)
+    if mlp_only and tool == "llm-compressor":
+        ignore = (*ignore, ATTENTION_PATTERN)
+        why += "; MLP-only on MoE: attention is ignored (stays BF16)"
+
+    notes: list[str] = []
+    if moe and not router_patterns_known(arch):
+        notes.append(
+            f"no router pattern known for model_type {arch.model_type!r}: using the generic "
+            f"{', '.join(ignore[1:])}; check the module names and add spec.moe.ignore patterns"
+        )
+    if moe and tool == "llm-compressor":
+        notes.append(
+            f"llm-compressor's MoE support list changes per release: the calibration program checks that "
+            f"{arch.model_type} is in the installed version's list before it starts"
+        )
+    if moe and tool == "modelopt":
+        notes.append("ModelOpt 0.47 calibrates all experts only when asked: moe_calib_experts_ratio=1.0 is set")
+    if scheme in _NO_DATA:
+        notes.append(f"{scheme} needs no calibration data (dynamic or weight-only scales)")
+    if scheme in ("nvfp4", "nvfp4a16", "mxfp4", "w4a16"):
+        notes.append("4-bit: the quality gate (perplexity delta, non-finite = failure) decides Ready")
+    return ToolChoice(
+        tool=tool,
+        preset=preset,
+        reason=why,
+        ignore=ignore,
+        calibrate_all_experts=moe,
+        needs_calibration_data=scheme not in _NO_DATA,
+        notes=tuple(notes),
+    )
+
+
+def placement_for(scheme: str) -> PlacementPreference:
+    """GPU families that run `scheme` natively / through a fallback, read from the GPU table."""
+    known = _as_scheme(scheme)
+    fmt = _SCHEME_FORMAT[known]
+    native: list[str] = []
+    fallback: list[str] = []
+    ccs: list[tuple[int, int]] = []
+    arches: list[str] = []
+    for spec in GPU_TABLE:
+        level = spec.support.level(fmt)
+        if scheme == "nvfp4a16" and level != Support.NO:
+            level = Support.NATIVE
+        if level == Support.NATIVE:
+            _add(native, spec.family)
+            if spec.compute_capability is not None:
+                ccs.append(spec.compute_capability)
+            if spec.gfx_arch:
+                _add(arches, spec.gfx_arch)
+        elif level == Support.FALLBACK:
+            _add(fallback, spec.family)
+    fallback = [f for f in fallback if f not in native]
+    min_cc = min(ccs) if ccs else None
+    where = ", ".join(native) or "no GPU in the table"
+    reason = f"{scheme} ({fmt}) runs natively on {where}"
+    if min_cc:
+        reason += f" (NVIDIA compute capability >= {min_cc[0]}.{min_cc[1]})"
+    if fallback:
+        reason += f"; weight-only/fallback on {', '.join(fallback)}"
+    return PlacementPreference(
+        scheme=known,
+        format=fmt,
+        native_families=tuple(native),
+        fallback_families=tuple(fallback),
+        min_compute_capability=min_cc,
+        amd_gfx_arches=tuple(arches),
+        reason=reason,
+    )
+
+
+def _as_scheme(scheme: str) -> Scheme:
+    for known in SCHEMES:
+        if known == scheme:
+            return known
+    raise PlanError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+
+
+def _add(items: list[str], item: str) -> None:
+    if item not in items:
+        items.append(item)
