@@ -1,0 +1,151 @@
+"""`quantfleet sandbox build | up | down | status | demo`: the local control plane from the command line.
+
+`demo` is README command 1: it builds what is missing, starts the sandbox, runs the operator
+against it, applies `crds/samples/` and prints what happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from quantfleet.sandbox import build, cluster, paths
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("sandbox", help="local Kubernetes control plane with simulated GPU node pools")
+    sub = parser.add_subparsers(dest="sandbox_command", required=True)
+
+    p = sub.add_parser("build", help="build etcd, Kubernetes and KWOK from the Go module proxy (idempotent)")
+    p.add_argument("--update", action="store_true", help="regenerate hack/gomod/*/go.mod from versions.toml, refresh go.sum")
+    p.add_argument("--helm", action="store_true", help="also build helm")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("up", help="start (or reuse) the sandbox, install CRDs, register the fleet's nodes")
+    p.add_argument("--fleet", type=Path, default=None, help=f"fleet file (default {paths.DEFAULT_FLEET})")
+    p.add_argument("--no-build", action="store_true", help="fail instead of building missing binaries")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="stop every sandbox process (state is kept; --purge removes it)")
+    p.add_argument("--purge", action="store_true", help="also delete the state directory (etcd data, PKI, logs)")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("status", help="processes, ports and kubeconfig of the sandbox")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="build, up, run the operator, apply crds/samples and print their status")
+    p.add_argument("--fleet", type=Path, default=None)
+    p.add_argument("--wait", type=float, default=20.0, help="seconds to let the operator work before printing")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    build.build(update=args.update, with_helm=args.helm)
+    return 0
+
+
+def _ensure_built(no_build: bool = False) -> None:
+    if build.missing_binaries():
+        if no_build:
+            missing = ", ".join(map(str, build.missing_binaries()))
+            raise SystemExit(f"missing {missing}: run `quantfleet sandbox build`")
+        print("sandbox: binaries missing, building them first (cold: tens of minutes on 2 cores)")
+        build.build()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    _ensure_built(args.no_build)
+    layout = cluster.up(args.fleet)
+    print(_hint(layout))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    cluster.down()
+    if args.purge:
+        import shutil
+
+        layout = cluster.Layout.load()
+        shutil.rmtree(layout.root, ignore_errors=True)
+        print(f"removed {layout.root}")
+    return 0
+
+
+def _hint(layout: cluster.Layout) -> str:
+    kubectl_dir = ""
+    try:
+        kubectl_dir = str(build.kubectl_path().parent)
+    except FileNotFoundError:
+        pass
+    path = f' PATH="{kubectl_dir}:$PATH"' if kubectl_dir and kubectl_dir != "/usr/bin" else ""
+    return f"export KUBECONFIG={layout.kubeconfig}{path}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    s = cluster.status()
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0 if s["running"] else 1
+    print(f"state dir:  {s['state_dir']}")
+    print(f"kubeconfig: {s['kubeconfig']}")
+    print(f"server:     {s['server']}")
+    for name, pid in s["processes"].items():
+        print(f"  {name:<24} {'pid ' + str(pid) if pid else 'not running'}")
+    print(f"healthy:    {s['healthy']}")
+    if s["running"]:
+        print(_hint(cluster.Layout.load()))
+    return 0 if s["running"] and s["healthy"] else 1
+
+
+def start_operator(layout: cluster.Layout, namespace: str | None = None) -> subprocess.Popen[bytes] | None:
+    """`python -m quantfleet.cli run` against the sandbox, logging to the state dir; None if it does not exist yet."""
+    import importlib.util
+
+    if importlib.util.find_spec("quantfleet.controllers.runner") is None:
+        print("sandbox demo: the operator (quantfleet.controllers.runner) does not exist yet; continuing without it")
+        return None
+    argv = [sys.executable, "-m", "quantfleet.cli", "run"] + (["--namespace", namespace] if namespace else [])
+    log = layout.logfile("operator").open("ab")
+    env = {**os.environ, "KUBECONFIG": str(layout.kubeconfig)}
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    log.close()
+    (layout.root / "run").mkdir(exist_ok=True)
+    (layout.root / "run" / "operator.pid").write_text(json.dumps({"pid": proc.pid, "pgid": proc.pid,
+                                                                  "binary": sys.executable, "argv": argv}) + "\n")  # fmt: skip
+    print(f"operator: started pid {proc.pid}, log {layout.logfile('operator')}")
+    return proc
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _ensure_built()
+    layout = cluster.up(args.fleet)
+    cluster.stop(layout, "operator")  # a previous demo's operator, if any
+    operator = start_operator(layout)
+    samples = paths.CRDS_DIR / "samples"
+    sample_files = sorted(samples.glob("*.yaml")) if samples.is_dir() else []
+    if sample_files:
+        out = cluster.kubectl(layout, "apply", *(a for f in sample_files for a in ("-f", str(f))), check=False)
+        print(out.stdout + out.stderr, end="")
+    else:
+        print(f"sandbox demo: no samples in {samples} yet")
+    if operator is not None or sample_files:
+        time.sleep(args.wait)
+    if operator is not None and operator.poll() is not None:
+        print(f"operator exited with {operator.returncode}; see {layout.logfile('operator')}")
+    for title, cmd in (
+        ("nodes", ["get", "nodes", "-L", "quantfleet.io/pool,nvidia.com/gpu.product,amd.com/gpu.product-name"]),
+        ("quantized models / inference services", ["get", "qm,qisvc", "-A", "-o", "wide"]),
+        ("jobs / deployments / pods", ["get", "jobs,deployments,pods", "-A", "-l", "app.kubernetes.io/managed-by=quantfleet"]),
+        ("events", ["get", "events", "-A", "--field-selector", "type!=Normal", "--sort-by=.lastTimestamp"]),
+    ):
+        out = cluster.kubectl(layout, *cmd, check=False)
+        print(f"\n### {title}: kubectl {' '.join(cmd)}\n{out.stdout}{out.stderr}", end="")
+    print(f"\nthe sandbox stays up ({_hint(layout)}); operator log: {layout.logfile('operator')}")
+    print("stop everything with: quantfleet sandbox down")
+    return 0
