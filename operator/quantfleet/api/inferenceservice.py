@@ -151,6 +151,8 @@ class PoolDecision(KubeModel):
     pool: str = Field(description="Pool name.")
     gpu: str = Field(description="GPU product.")
     node_selector: dict[str, str] = Field(description="Selector used for this pool's pods.")
+    gpu_resource: str = Field(description="Extended resource requested: nvidia.com/gpu or amd.com/gpu.")
+    model_uri: str = Field(description="Weights this pool serves: the QuantizedModel checkpoint or the base model.")
     precision: str = Field(description="Chosen weight precision.")
     kv_cache_dtype: str = Field(description="Chosen KV-cache dtype.")
     tensor_parallel_size: int = Field(description="GPUs per replica.")

@@ -1,0 +1,1 @@
+"""quantfleet.cluster: pure views of the cluster (GPU pools from Node objects)."""

@@ -1,0 +1,95 @@
+"""Which GPU pool runs a calibration Job, how many GPUs it asks for, and why.
+
+Calibration tools are CUDA programs, so only NVIDIA pools qualify. A scheme prefers pools that
+run its format natively (NVFP4 -> Blackwell; FP8 -> Ada/Hopper/Blackwell); when none exists the
+QuantizedModel waits with the reason, or falls back to the best other pool if the spec allows.
+Among equally suited pools, pools that are not *more* capable than needed come first (an FP8 job
+does not take a Blackwell node when a Hopper one will do), then more memory per GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from quantfleet.api.recipe import Scheme
+from quantfleet.cluster.pools import ClusterGpus, GpuPool
+from quantfleet.hardware import Support
+
+# Which support field must be native for a scheme to be "at home" on a pool.
+_NATIVE_FIELD: dict[str, str] = {
+    "fp8-dynamic": "fp8_w8a8",
+    "fp8-static": "fp8_w8a8",
+    "fp8-block": "fp8_block",
+    "nvfp4": "nvfp4",
+    "mxfp4": "mxfp4",
+    "w4a16": "int4_w4a16",
+    "nvfp4a16": "nvfp4",
+}
+_FAMILY_RANK = {"turing": 0, "ampere": 1, "ada-lovelace": 2, "hopper": 3, "blackwell": 4}
+CALIBRATION_HEADROOM = 1.25  # BF16 weights + activations/Hessians during calibration
+
+
+@dataclass(frozen=True)
+class Placement:
+    pool: GpuPool | None
+    gpu_count: int
+    native: bool
+    reason: str
+
+
+def gpus_needed(bf16_weight_bytes: int | None, gpu_memory_mib: int, max_gpus: int) -> int:
+    """Smallest power of two of GPUs whose memory holds the BF16 model with headroom (1 if size unknown)."""
+    if not bf16_weight_bytes:
+        return 1
+    need = math.ceil(bf16_weight_bytes * CALIBRATION_HEADROOM / (gpu_memory_mib * 2**20))
+    count = 1
+    while count < need:
+        count *= 2
+    return count if count <= max_gpus else count  # caller checks against the pool
+
+
+def choose_calibration_pool(
+    cluster: ClusterGpus, scheme: Scheme, bf16_weight_bytes: int | None, allow_fallback: bool, override_gpus: int | None
+) -> Placement:
+    field = _NATIVE_FIELD[scheme]
+    candidates = [p for p in cluster.pools if p.facts.vendor == "nvidia" and p.usable]
+    if not candidates:
+        return Placement(None, 0, False, "no usable NVIDIA GPU pool in the cluster (calibration tools need CUDA)")
+    native = [p for p in candidates if getattr(p.facts, field) == Support.NATIVE]
+    needed_rank = min((_FAMILY_RANK.get(p.facts.family, 0) for p in native), default=0)
+
+    def fits(pool: GpuPool) -> tuple[bool, int]:
+        count = override_gpus or gpus_needed(bf16_weight_bytes, pool.facts.memory_mib, pool.gpus_per_node)
+        return count <= pool.gpus_per_node, count
+
+    def order(pool: GpuPool) -> tuple[int, int, str]:
+        over = _FAMILY_RANK.get(pool.facts.family, 0) - needed_rank
+        return (over, -pool.facts.memory_mib, pool.name)
+
+    for pool in sorted(native, key=order):
+        ok, count = fits(pool)
+        if ok:
+            why = (
+                f"pool {pool.name} ({pool.facts.family}) runs {scheme} natively ({field}); {count} GPU(s) of"
+                f" {pool.facts.memory_mib // 1024} GiB hold the BF16 model"
+                + ("" if bf16_weight_bytes else " (model size unknown: set source.modelConfigRef to size it)")
+            )
+            return Placement(pool, count, True, why)
+    wanted = "Blackwell" if field == "nvfp4" else "Ada/Hopper/Blackwell" if field.startswith("fp8") else "suitable"
+    if native:
+        missing = f"the {wanted} pools ({', '.join(p.name for p in native)}) lack GPUs per node for this model"
+    else:
+        missing = f"no pool runs {scheme} natively ({wanted} GPUs wanted)"
+    if not allow_fallback:
+        return Placement(None, 0, False, f"{missing}; set spec.placement.allowFallback to calibrate elsewhere")
+    others = sorted(candidates, key=lambda p: (-_FAMILY_RANK.get(p.facts.family, 0), -p.facts.memory_mib, p.name))
+    for pool in others:
+        ok, count = fits(pool)
+        if ok:
+            return Placement(
+                pool, count, False,
+                f"{missing}; falling back to pool {pool.name} ({pool.facts.family}, allowFallback): calibration runs"
+                f" in emulation there, the checkpoint is the same but serving it natively still needs {wanted} GPUs",
+            )
+    return Placement(None, 0, False, f"{missing}; no pool has enough GPUs per node for the model either")

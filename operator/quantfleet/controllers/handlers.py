@@ -1,0 +1,132 @@
+"""Kopf wiring: decorators only. Every trigger runs the same level-triggered reconcile.
+
+create / update / resume / a resync timer / an event on an owned child -> reconcile(parent).
+Nodes are indexed (kopf.index) so the reconciles read GPU pools from memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import kopf
+
+from quantfleet.api.common import API_GROUP, API_VERSION
+from quantfleet.controllers import inferenceservice, quantizedmodel
+from quantfleet.controllers.context import Context
+from quantfleet.kube.api import Kube, load_client_config
+from quantfleet.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS
+from quantfleet.render.common import LABEL_ISVC, LABEL_MANAGED_BY, LABEL_QM, MANAGED_BY
+
+log = logging.getLogger("quantfleet.handlers")
+RESYNC_SECONDS = float(os.environ.get("QUANTFLEET_RESYNC_SECONDS", "10"))
+QM = (API_GROUP, API_VERSION, "quantizedmodels")
+ISVC = (API_GROUP, API_VERSION, "inferenceservices")
+
+_ctx: Context | None = None
+_nodes: dict[str, dict[str, Any]] = {}
+
+
+def context() -> Context:
+    global _ctx
+    if _ctx is None:
+        _ctx = Context(Kube(load_client_config(os.environ.get("KUBECONFIG"))), nodes=lambda: list(_nodes.values()))
+    return _ctx
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
+    settings.posting.enabled = False  # Events go through quantfleet.kube (one write path)
+    settings.watching.server_timeout = 120
+    settings.execution.max_workers = 16
+
+
+# ---- Nodes: an in-memory view, kept by watch events -----------------------------------------------
+@kopf.on.event("", "v1", "nodes")
+def node_event(type: str, body: kopf.Body, name: str, **_: Any) -> None:
+    if type == "DELETED":
+        _nodes.pop(name, None)
+    else:
+        _nodes[name] = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
+
+
+def _run(kind: str, fn: Any, body: Any) -> None:
+    start = time.monotonic()
+    try:
+        fn(context(), _plain(body))
+    except Exception:
+        RECONCILE_ERRORS.labels(kind).inc()
+        raise
+    finally:
+        RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - start)
+
+
+def _plain(body: Any) -> dict[str, Any]:
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body["metadata"]),
+            "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {})}
+
+
+# ---- QuantizedModel -------------------------------------------------------------------------------
+@kopf.on.resume(*QM)
+@kopf.on.create(*QM)
+@kopf.on.update(*QM)
+def qm_changed(body: kopf.Body, **_: Any) -> None:
+    _run("QuantizedModel", quantizedmodel.reconcile, body)
+
+
+@kopf.timer(*QM, interval=RESYNC_SECONDS, sharp=False)
+def qm_resync(body: kopf.Body, **_: Any) -> None:
+    _run("QuantizedModel", quantizedmodel.reconcile, body)
+
+
+@kopf.on.delete(*QM)
+def qm_deleted(body: kopf.Body, started: Any, **_: Any) -> None:
+    began = started.timestamp() if hasattr(started, "timestamp") else time.time()
+    if not quantizedmodel.finalize(context(), _plain(body), began, time.time()):
+        raise kopf.TemporaryError("waiting for the checkpoint cleanup Job", delay=3)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_QM: kopf.PRESENT})
+def qm_child_job(body: kopf.Body, namespace: str, **_: Any) -> None:
+    _reconcile_owner("QuantizedModel", quantizedmodel.reconcile, body, namespace)
+
+
+# ---- InferenceService -----------------------------------------------------------------------------
+@kopf.on.resume(*ISVC)
+@kopf.on.create(*ISVC)
+@kopf.on.update(*ISVC)
+def isvc_changed(body: kopf.Body, **_: Any) -> None:
+    _run("InferenceService", inferenceservice.reconcile, body)
+
+
+@kopf.timer(*ISVC, interval=RESYNC_SECONDS, sharp=False)
+def isvc_resync(body: kopf.Body, **_: Any) -> None:
+    _run("InferenceService", inferenceservice.reconcile, body)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_ISVC: kopf.PRESENT})
+def isvc_child_deployment(body: kopf.Body, namespace: str, **_: Any) -> None:
+    _reconcile_owner("InferenceService", inferenceservice.reconcile, body, namespace)
+
+
+@kopf.on.event(*QM)
+def qm_for_services(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """A QuantizedModel that becomes Ready unblocks the InferenceServices waiting for it."""
+    ctx = context()
+    for isvc in ctx.kube.list("InferenceService", namespace):
+        ref = ((isvc.get("spec") or {}).get("model") or {}).get("quantizedModelRef") or {}
+        if ref.get("name") == name:
+            _run("InferenceService", inferenceservice.reconcile, isvc)
+
+
+def _reconcile_owner(kind: str, fn: Any, child: Any, namespace: str) -> None:
+    for ref in child.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == kind and ref.get("controller"):
+            owner = context().kube.get(kind, ref["name"], namespace)
+            if owner is not None and owner["metadata"].get("uid") == ref.get("uid"):
+                _run(kind, fn, owner)

@@ -1,0 +1,1 @@
+"""quantfleet.observe: pure readings of child objects (Jobs, pods, Deployments) into facts for status."""
