@@ -4,6 +4,7 @@ nothing else ever escapes."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -504,3 +505,24 @@ def test_any_label_set_gives_facts_none_or_label_error(labels: dict[str, str]) -
     assert facts.memory_mib > 0 and facts.count > 0 and facts.derivation
     assert facts.known == (facts.key is not None)
     assert short_name(facts)
+
+
+def test_as_dict_is_json_ready() -> None:
+    facts = parse({P: "NVIDIA-A100-SXM4-80GB-MIG-1g.10gb-SHARED", MEM: "9728", CNT: "7"})
+    data = json.loads(json.dumps(facts.as_dict()))
+    assert data["name"] == "A100-80GB-MIG-1g.10gb-SHARED"
+    assert data["compute_capability"] == "8.0" and data["memory_mib"] == 9728 and data["count"] == 7
+    assert data["support"] == {
+        "fp8_w8a8": "fallback",
+        "fp8_weight_only": "native",
+        "fp8_block": "no",
+        "nvfp4": "fallback",
+        "mxfp4": "fallback",
+        "int4_w4a16": "native",
+    }
+    assert data["known"] is True and data["mig_profile"] == "1g.10gb" and data["shared"] is True
+
+
+def test_derived_facts_explain_each_format() -> None:
+    facts = parse({P: "NVIDIA-X9000", MAJ: "9", MIN: "0", MEM: "1024"})
+    assert "hopper (compute capability 9.0)" in facts.support_reason("nvfp4")

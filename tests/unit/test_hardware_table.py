@@ -18,10 +18,12 @@ import quantfleet
 from quantfleet.hardware import GPU_TABLE, FormatSupport, GpuSpec, Support, UnknownGpu, lookup
 from quantfleet.hardware.support import (
     FORMATS,
+    Format,
     amd_support,
     cc_floor_for_family,
     family_for_cc,
     nvidia_support,
+    support_reason,
 )
 from quantfleet.hardware.table import TableError, build_index, by_key, load_table, split_product
 
@@ -378,3 +380,43 @@ def test_hardware_imports_neither_kopf_nor_kubernetes() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.strip() == ""
+
+
+# ------------------------------------------------------------------------------------------ reasons
+
+LEVEL_WORDS = {N: "runs natively", F: "runs only as a fallback", X: "is not available"}
+
+
+@pytest.mark.parametrize("spec", ROWS)
+def test_every_level_has_a_specific_reason(spec: GpuSpec) -> None:
+    for fmt in FORMATS:
+        reason = spec.support_reason(fmt)
+        assert LEVEL_WORDS[spec.support.level(fmt)] in reason, reason
+        assert spec.family in reason
+        # every level a table row has is explained specifically, never by the generic fall-through sentences
+        assert "vLLM has no path for it here" not in reason and "serve it in 16-bit" not in reason, reason
+
+
+@pytest.mark.parametrize(
+    ("key", "fmt", "fragment"),
+    [
+        ("A10G", "fp8_w8a8", "load as W8A16"),
+        ("A10G", "fp8_w8a8", "not a speed win"),
+        ("T4", "mxfp4", "BF16 activations"),
+        ("L40S", "fp8_block", "Triton/Marlin"),
+        ("H100-SXM", "nvfp4", "W4A16"),
+        ("B200", "nvfp4", "FP4 tensor cores"),
+        ("MI300X", "fp8_w8a8", "E4M3 FNUZ"),
+        ("MI355X", "fp8_w8a8", "OCP E4M3"),
+        ("MI300X", "nvfp4", "emulation-only"),
+        ("MI325X", "fp8_weight_only", "CUDA-only"),
+        ("MI350X", "mxfp4", "gfx950"),
+    ],
+)
+def test_reason_content(key: str, fmt: Format, fragment: str) -> None:
+    assert fragment in lookup(key).support_reason(fmt)
+
+
+def test_reason_for_gpus_without_rules() -> None:
+    assert "serve it in 16-bit" in support_reason("fp8_w8a8", X, "nvidia", "volta", (7, 0), None)
+    assert "serve it in 16-bit" in support_reason("int4_w4a16", X, "amd", "cdna2", None, "gfx90a")

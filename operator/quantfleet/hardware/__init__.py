@@ -14,7 +14,16 @@ from quantfleet.hardware.labels import (
     node_labels_for,
     short_name,
 )
-from quantfleet.hardware.support import FORMATS, Family, Format, FormatSupport, Fp8Flavour, Support, Vendor
+from quantfleet.hardware.support import (
+    FORMATS,
+    Family,
+    Format,
+    FormatSupport,
+    Fp8Flavour,
+    Support,
+    Vendor,
+    support_reason,
+)
 from quantfleet.hardware.table import GPU_TABLE, GpuSpec, UnknownGpu, by_key, lookup
 
 __all__ = [
@@ -36,4 +45,5 @@ __all__ = [
     "lookup",
     "node_labels_for",
     "short_name",
+    "support_reason",
 ]

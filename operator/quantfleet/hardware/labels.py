@@ -100,6 +100,27 @@ class GpuFacts(SupportAccessors):
         """Per-GPU memory in GiB."""
         return self.memory_mib / 1024
 
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form (for ``quantfleet plan --output json`` and status): plain strings, ints, lists."""
+        cc = self.compute_capability
+        return {
+            "name": short_name(self),
+            "vendor": self.vendor,
+            "key": self.key,
+            "label_product": self.label_product,
+            "family": self.family,
+            "compute_capability": f"{cc[0]}.{cc[1]}" if cc else None,
+            "gfx_arch": self.gfx_arch,
+            "memory_mib": self.memory_mib,
+            "count": self.count,
+            "shared": self.shared,
+            "mig_profile": self.mig_profile,
+            "support": {fmt: level.value for fmt, level in self.support.as_dict().items()},
+            "fp8_flavour": self.fp8_flavour,
+            "known": self.known,
+            "derivation": self.derivation,
+        }
+
 
 def short_name(facts: GpuFacts) -> str:
     """Display name: the table key (``H100-SXM``), decorated with MIG profile / shared, or a derived description."""

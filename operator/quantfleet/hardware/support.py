@@ -83,9 +83,19 @@ class FormatSupport:
 
 
 class SupportAccessors:
-    """Mixin: ``x.fp8_w8a8`` etc. as shortcuts for ``x.support.fp8_w8a8`` on GpuSpec and GpuFacts."""
+    """Mixin for GpuSpec and GpuFacts: ``x.fp8_w8a8`` etc. as shortcuts for ``x.support.fp8_w8a8``, and
+    ``x.support_reason(fmt)`` for the sentence a decision can quote."""
 
     support: FormatSupport
+    vendor: Vendor
+    family: Family
+    compute_capability: ComputeCapability | None
+    gfx_arch: str | None
+
+    def support_reason(self, fmt: Format) -> str:
+        """Why ``fmt`` is native / fallback / no on this GPU, in one sentence."""
+        level = self.support.level(fmt)
+        return support_reason(fmt, level, self.vendor, self.family, self.compute_capability, self.gfx_arch)
 
     @property
     def fp8_w8a8(self) -> Support:
@@ -209,3 +219,80 @@ def as_family(value: str) -> Family | None:
         if family == value:
             return family
     return None
+
+
+_FORMAT_NAMES: Final[dict[Format, str]] = {
+    "fp8_w8a8": "FP8 W8A8",
+    "fp8_weight_only": "FP8 weight-only (W8A16)",
+    "fp8_block": "Block-scaled FP8",
+    "nvfp4": "NVFP4",
+    "mxfp4": "MXFP4",
+    "int4_w4a16": "INT4 weight-only (W4A16)",
+}
+
+_LEVEL_WORDS: Final[dict[Support, str]] = {
+    Support.NATIVE: "runs natively",
+    Support.FALLBACK: "runs only as a fallback",
+    Support.NO: "is not available",
+}
+
+_MARLIN_WO: Final = "weight-only through Marlin: weights stay small, the math is 16-bit (a memory win, not a speed win)"
+
+# (format, level, vendor) → why; levels not listed fall through to a generic sentence in support_reason.
+_REASONS: Final[dict[tuple[Format, Support, Vendor], str]] = {
+    ("fp8_w8a8", _N, "nvidia"): "FP8 tensor-core GEMMs (CUTLASS; compute capability >= 8.9, CUDA >= 12.4)",
+    ("fp8_w8a8", _N, "amd"): "FP8 GEMMs on the matrix cores",
+    (
+        "fp8_w8a8",
+        _F,
+        "nvidia",
+    ): f"no FP8 math below compute capability 8.9: FP8 checkpoints load as W8A16, {_MARLIN_WO}",
+    ("fp8_weight_only", _N, "nvidia"): f"runs {_MARLIN_WO}",
+    ("fp8_weight_only", _X, "amd"): "no W8A16 FP8 path on ROCm (Marlin is CUDA-only); serve FP8 W8A8 instead",
+    ("fp8_block", _N, "nvidia"): "128x128 block-scaled FP8 GEMMs run natively",
+    ("fp8_block", _N, "amd"): "block-scaled FP8 GEMMs run on ROCm's FP8 kernels",
+    ("fp8_block", _F, "nvidia"): "no native block-scaled FP8 kernel before Hopper: vLLM uses a Triton/Marlin path "
+    "(works, slower than on Hopper/Blackwell)",
+    ("fp8_block", _X, "nvidia"): "block-scaled FP8 checkpoints are not supported below compute capability 8.9",
+    ("nvfp4", _N, "nvidia"): "W4A4 on Blackwell FP4 tensor cores (CUDA >= 12.8)",
+    ("nvfp4", _F, "nvidia"): f"no FP4 tensor cores: NVFP4 checkpoints run as W4A16, {_MARLIN_WO}",
+    ("nvfp4", _X, "amd"): "NVFP4 is emulation-only on AMD: not a serving path",
+    ("mxfp4", _N, "nvidia"): "W4A4 on Blackwell FP4 tensor cores",
+    ("mxfp4", _N, "amd"): "native MX formats on gfx950",
+    ("mxfp4", _F, "nvidia"): f"no FP4 tensor cores: MXFP4 checkpoints run as W4A16, {_MARLIN_WO}",
+    ("mxfp4", _X, "nvidia"): "Marlin's MXFP4 kernel needs BF16 activations (compute capability >= 8.0)",
+    ("mxfp4", _X, "amd"): "no native MX formats before gfx950",
+    ("int4_w4a16", _N, "nvidia"): "GPTQ/AWQ weights are dequantized to 16-bit before the matmul (Marlin): "
+    "saves memory, not math",
+    ("int4_w4a16", _N, "amd"): "GPTQ/AWQ weights are dequantized to 16-bit before the matmul (ROCm Triton/ExLlama "
+    "kernels): saves memory, not math",
+}
+
+
+def support_reason(
+    fmt: Format,
+    level: Support,
+    vendor: Vendor,
+    family: Family,
+    cc: ComputeCapability | None,
+    gfx_arch: str | None,
+) -> str:
+    """One sentence — "<format> <runs natively | runs only as a fallback | is not available> on <gpu>: <why>" — for
+    decision reasons and ``quantfleet plan`` output."""
+    if vendor == "nvidia":
+        gpu = f"{family} (compute capability {cc[0]}.{cc[1]})" if cc else family
+    else:
+        gpu = f"{family} ({gfx_arch})" if gfx_arch else family
+    why = _REASONS.get((fmt, level, vendor))
+    if fmt == "fp8_w8a8" and level is _N and vendor == "amd":
+        fnuz = amd_fp8_flavour(gfx_arch or "") == "e4m3fnuz"
+        why = f"{why}, as {'E4M3 FNUZ (OCP checkpoints are converted at load)' if fnuz else 'OCP E4M3'}"
+    if why is None:
+        below_turing = vendor == "nvidia" and (cc is None or cc < TURING)
+        unknown_amd = vendor == "amd" and not amd_arch_known(gfx_arch or "")
+        why = (
+            "quantfleet plans no quantized formats for this architecture: serve it in 16-bit"
+            if below_turing or unknown_amd
+            else "vLLM has no path for it here"
+        )
+    return f"{_FORMAT_NAMES[fmt]} {_LEVEL_WORDS[level]} on {gpu}: {why}"
