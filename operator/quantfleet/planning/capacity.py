@@ -393,8 +393,8 @@ def estimate_capacity(
     per_token_gpu = per_layer_gpu * (full + sliding)
     seq_gpu = sequence_kv_bytes(arch, kv_cache_dtype, ctx, tp)
     seq_max_len_gpu = sequence_kv_bytes(arch, kv_cache_dtype, max_len, tp)
-    concurrency = math.floor(kv_gpu / seq_gpu * 100) / 100 if seq_gpu else math.inf
-    tokens = kv_gpu * ctx // seq_gpu if seq_gpu else 0
+    concurrency = math.floor(kv_gpu / seq_gpu * 100) / 100  # seq_gpu > 0: parse_model_config demands a KV layer
+    tokens = kv_gpu * ctx // seq_gpu
 
     if non_kv >= budget:
         fits = False
@@ -403,7 +403,7 @@ def estimate_capacity(
             f"CUDA graphs {_gib(CUDA_GRAPH_BYTES)} GiB + runtime {_gib(RUNTIME_BYTES)} GiB = {_gib(non_kv)} GiB "
             f"exceed {_gib(budget)} GiB ({_gib(total_mem)} GiB x {gpu_memory_utilization})"
         )
-    elif seq_gpu and kv_gpu < seq_max_len_gpu:
+    elif kv_gpu < seq_max_len_gpu:
         fits = False
         reason = (
             f"does not fit at TP={tp}: KV cache {_gib(kv_gpu)} GiB/GPU < {_gib(seq_max_len_gpu)} GiB for one "

@@ -72,7 +72,7 @@ _SCHEMES: dict[str, tuple[Precision, WeightFormat]] = {
     "nvfp4a16": ("w4a16", "nvfp4a16"),  # FP4 elements, 16-bit math: weight-only on every GPU
     "mxfp4": ("mxfp4", "mxfp4"),
 }
-_NEEDS_CHECKPOINT: frozenset[Precision] = frozenset({"fp8-block", "w4a16", "nvfp4", "mxfp4"})
+NEEDS_CHECKPOINT: frozenset[Precision] = frozenset({"fp8-block", "w4a16", "nvfp4", "mxfp4"})
 
 
 class PlanError(ValueError):
@@ -270,7 +270,7 @@ def _decide_explicit(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, preci
         )
     candidates = _explicit_candidates(gpu, request, precision, level, words)
     if not candidates:
-        if precision in _NEEDS_CHECKPOINT:
+        if precision in NEEDS_CHECKPOINT:
             raise PlanError(
                 f"{precision} requested but no Ready {precision} checkpoint is available: 4-bit and FP8-block "
                 f"weights need a calibrated checkpoint (create a QuantizedModel), vLLM cannot make them on the fly",
@@ -563,12 +563,14 @@ def plan_all(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> list[PlanR
         level = support_level(gpu, precision)[0]
         if level == "no":
             continue
-        needs = precision in _NEEDS_CHECKPOINT
+        needs = precision in NEEDS_CHECKPOINT
         req = replace(request, precision=precision)
         hypothetical = needs and not any(c.precision == precision for c in request.checkpoints)
         if hypothetical:
             scheme = precision
-            req = replace(req, checkpoints=(*request.checkpoints, Checkpoint(scheme, _default_format(precision), "")))
+            req = replace(
+                req, checkpoints=(*request.checkpoints, Checkpoint(scheme, default_checkpoint_format(precision), ""))
+            )
         try:
             d = decide(arch, gpu, req)
         except PlanError as err:
@@ -583,8 +585,9 @@ def plan_all(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> list[PlanR
     return rows
 
 
-def _default_format(precision: Precision) -> CheckpointFormat:
-    return "modelopt" if precision == "nvfp4" else "compressed-tensors"
+def default_checkpoint_format(scheme: str) -> CheckpointFormat:
+    """The format `choose_tool` would produce by default (ModelOpt for NVFP4 on MoE; close enough for planning)."""
+    return "modelopt" if scheme == "nvfp4" else "compressed-tensors"
 
 
 # --- words -------------------------------------------------------------------------------------

@@ -224,6 +224,8 @@ def parse_model_config(cfg: Mapping[str, Any]) -> ModelArch:
             raise ConfigError("config.json: MoE model has dense layers but no 'intermediate_size' for them")
 
     layer_types, window = _layer_types(cfg, layers)
+    if all(t == "linear_attention" for t in layer_types):
+        raise ConfigError("config.json: no attention layer with a KV cache (all layers are linear attention)")
     quant = cfg.get("quantization_config")
     quant_method = quant.get("quant_method") if isinstance(quant, Mapping) else None
 

@@ -1,0 +1,298 @@
+"""`quantfleet plan`: what precision, KV dtype and TP a model gets on a GPU, and why — before anything is deployed.
+
+Why it exists: the same pure decision the InferenceService controller makes (quantfleet.planning), run from a
+terminal against a config.json and a GPU name (or a node's labels), so a human can see and argue with it.
+This module is the I/O boundary: it reads files, prints, and maps errors to exit codes.
+
+Exit codes: 0 the plan fits; 1 the plan was computed but does not fit (JSON still printed, `fits: false`);
+2 bad input (unreadable file, invalid config, unknown GPU, a precision the GPU cannot run, ...), one line on
+stderr, no traceback.
+
+Precisions that need a calibrated checkpoint (fp8-block, w4a16, nvfp4, mxfp4) are planned as if one existed
+when requested explicitly (the output says so); `auto` only uses checkpoints named with `--checkpoint`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from quantfleet.hardware import GpuFacts, LabelError, UnknownGpu, facts_for, gpu_facts_from_labels, lookup, short_name
+from quantfleet.planning import (
+    CapacityEstimate,
+    Checkpoint,
+    ConfigError,
+    Decision,
+    ModelArch,
+    PlanError,
+    PlanRequest,
+    PlanRow,
+    decide,
+    parse_model_config,
+    plan_all,
+)
+from quantfleet.planning.capacity import DEFAULT_GPU_MEMORY_UTILIZATION
+from quantfleet.planning.decision import (
+    NEEDS_CHECKPOINT,
+    REQUESTED_KV_DTYPES,
+    REQUESTED_PRECISIONS,
+    default_checkpoint_format,
+    describe_gpu,
+)
+
+JSON_KEYS = (
+    "precision",
+    "kv_cache_dtype",
+    "weights_gib",
+    "kv_cache_gib",
+    "kv_bytes_per_token",
+    "kv_cache_tokens",
+    "max_concurrency",
+    "tensor_parallel_size",
+    "fits",
+    "reason",
+)
+
+
+class CliError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+def register(subparsers: Any) -> None:
+    """Add `plan` to the `quantfleet` command (see quantfleet.cli)."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "plan",
+        help="precision, KV-cache dtype, tensor parallelism and capacity for a model on a GPU",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    p.add_argument("--model-config", required=True, metavar="PATH", help="HF config.json (or its directory)")
+    gpu = p.add_mutually_exclusive_group(required=True)
+    gpu.add_argument("--gpu", metavar="PRODUCT", help="GFD product name (NVIDIA-H100-80GB-HBM3) or short name (h100)")
+    gpu.add_argument("--node-labels", metavar="FILE", help="a node's labels as JSON (a label map or a Node object)")
+    p.add_argument("--gpu-count", type=int, metavar="N", help="GPUs per node (default: the labels / a typical node)")
+    p.add_argument("--precision", default="auto", choices=REQUESTED_PRECISIONS)
+    p.add_argument("--kv-cache-dtype", default="auto", choices=REQUESTED_KV_DTYPES)
+    p.add_argument("--gpu-memory-utilization", type=float, default=DEFAULT_GPU_MEMORY_UTILIZATION, metavar="F")
+    p.add_argument("--max-model-len", type=int, metavar="N", help="default: the model's max_position_embeddings")
+    p.add_argument(
+        "--context", type=int, metavar="N", help="tokens per request for concurrency (default: max-model-len)"
+    )
+    p.add_argument("--concurrency", type=int, default=1, metavar="N", help="expected concurrent requests (default 1)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="SCHEME[=URI]",
+        help="a Ready checkpoint auto may use (fp8-dynamic, fp8-block, w4a16, nvfp4, nvfp4a16, mxfp4); repeatable",
+    )
+    p.add_argument("--output", default="table", choices=("table", "json"))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        arch = _load_model(Path(args.model_config))
+        gpu = _load_gpu(args)
+        request = _request(args)
+        return _plan(arch, gpu, request, args.output)
+    except (CliError, ConfigError, PlanError, UnknownGpu, LabelError, ValueError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"quantfleet plan: error: {message}", file=sys.stderr)
+        return 2
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise CliError(f"cannot read {what} {str(path)!r}: {err.strerror or err}") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CliError(f"{what} {str(path)!r} is not valid JSON: {err}") from err
+
+
+def _load_model(path: Path) -> ModelArch:
+    if path.is_dir():
+        path = path / "config.json"
+    cfg = _read_json(path, "model config")
+    if not isinstance(cfg, Mapping):
+        raise CliError(f"model config {str(path)!r} must be a JSON object")
+    return parse_model_config(cfg)
+
+
+def _load_gpu(args: argparse.Namespace) -> GpuFacts:
+    count: int | None = args.gpu_count
+    if count is not None and count < 1:
+        raise CliError(f"--gpu-count must be at least 1, got {count}")
+    if args.gpu is not None:
+        return facts_for(args.gpu, count or lookup(args.gpu).gpus_per_node)
+    doc = _read_json(Path(args.node_labels), "node labels")
+    labels = doc.get("metadata", {}).get("labels") if isinstance(doc, Mapping) and "metadata" in doc else doc
+    if not isinstance(labels, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise CliError(f"node labels {args.node_labels!r} must be a JSON object of string labels (or a Node object)")
+    facts = gpu_facts_from_labels(labels, count=count)
+    if facts is None:
+        raise CliError(f"node labels {args.node_labels!r} carry no nvidia.com/gpu.* or amd.com/gpu.* GPU labels")
+    return facts
+
+
+def _parse_checkpoint(text: str) -> Checkpoint:
+    scheme, _, uri = text.partition("=")
+    fmt = default_checkpoint_format(scheme)
+    return Checkpoint(scheme=scheme.strip(), format=fmt, uri=uri.strip() or f"(given: {scheme.strip()})")
+
+
+def _request(args: argparse.Namespace) -> PlanRequest:
+    return PlanRequest(
+        precision=args.precision,
+        kv_cache_dtype=args.kv_cache_dtype,
+        max_model_len=args.max_model_len,
+        context_len=args.context,
+        concurrency=args.concurrency,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        gpu_count=args.gpu_count,
+        checkpoints=tuple(_parse_checkpoint(c) for c in args.checkpoint),
+    )
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+
+def _with_hypothetical_checkpoint(request: PlanRequest) -> tuple[PlanRequest, str | None]:
+    """An explicit precision that needs a checkpoint is planned as if one had been calibrated."""
+    p = request.precision
+    if p == "auto" or p not in NEEDS_CHECKPOINT or any(c.precision == p for c in request.checkpoints):
+        return request, None
+    ckpt = Checkpoint(scheme=p, format=default_checkpoint_format(p), uri="")
+    note = f"assumes a calibrated {p} checkpoint (none given with --checkpoint): create a QuantizedModel first"
+    return replace(request, checkpoints=(*request.checkpoints, ckpt)), note
+
+
+def _plan(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, output: str) -> int:
+    planned, note = _with_hypothetical_checkpoint(request)
+    decision: Decision | None = None
+    failure: PlanError | None = None
+    try:
+        decision = decide(arch, gpu, planned)
+    except PlanError as err:
+        if err.kind != "does-not-fit":
+            raise
+        failure = err
+    if output == "json":
+        doc = _json_doc(arch, gpu, request, decision, failure, note)
+        print(json.dumps(doc, indent=2))
+    else:
+        print(_table(arch, gpu, request, plan_all(arch, gpu, request), decision, failure, note))
+    return 0 if decision is not None else 1
+
+
+def _json_doc(
+    arch: ModelArch,
+    gpu: GpuFacts,
+    request: PlanRequest,
+    decision: Decision | None,
+    failure: PlanError | None,
+    note: str | None,
+) -> dict[str, Any]:
+    cap: CapacityEstimate | None = decision.capacity if decision else (failure.capacity if failure else None)
+    warnings = list(decision.warnings if decision else ())
+    if note:
+        warnings.insert(0, note)
+    doc: dict[str, Any] = {
+        "precision": decision.precision if decision else (failure.precision if failure else None) or request.precision,
+        "kv_cache_dtype": decision.kv_cache_dtype if decision else (cap.kv_cache_dtype if cap else None),
+        "weights_gib": cap.weights_gib if cap else None,
+        "kv_cache_gib": cap.kv_cache_gib if cap else None,
+        "kv_bytes_per_token": cap.kv_bytes_per_token if cap else None,
+        "kv_cache_tokens": cap.kv_cache_tokens if cap else None,
+        "max_concurrency": cap.max_concurrency if cap else None,
+        "tensor_parallel_size": cap.tensor_parallel_size if cap else None,
+        "fits": decision is not None,
+        "reason": decision.reason if decision else (failure.reason if failure else ""),
+        "requested_precision": request.precision,
+        "quantization_flag": decision.quantization_flag if decision else None,
+        "checkpoint": decision.checkpoint.uri or None if decision and decision.checkpoint else None,
+        "native": decision.native if decision else None,
+        "warnings": warnings,
+        "vllm_args": list(decision.vllm_args) if decision else [],
+        "gpu": {
+            "name": short_name(gpu),
+            "description": describe_gpu(gpu),
+            "memory_mib": gpu.memory_mib,
+            "count": request.gpu_count or gpu.count,
+            "known": gpu.known,
+        },
+        "model": {"model_type": arch.model_type, "description": arch.describe()},
+        "capacity": cap.to_dict() if cap else None,
+    }
+    return doc
+
+
+# --- table -------------------------------------------------------------------------------------
+
+_COLUMNS = ("precision", "support", "TP", "weights GiB", "KV dtype", "KV GiB", "KV tokens", "concurrency", "fits")
+
+
+def _row_cells(row: PlanRow) -> tuple[str, ...]:
+    cap = row.capacity
+    tp = str(cap.tensor_parallel_size) if cap else "-"
+    return (
+        row.precision + ("*" if row.needs_checkpoint and row.checkpoint is None else ""),
+        row.support,
+        tp,
+        f"{cap.weights_gib:.1f}" if cap else "-",
+        row.decision.kv_cache_dtype if row.decision else (cap.kv_cache_dtype if cap else "-"),
+        f"{cap.kv_cache_gib:.1f}" if cap else "-",
+        str(cap.kv_cache_tokens) if cap else "-",
+        f"{cap.max_concurrency:g}x" if cap else "-",
+        "yes" if row.fits else "no",
+    )
+
+
+def _table(
+    arch: ModelArch,
+    gpu: GpuFacts,
+    request: PlanRequest,
+    rows: list[PlanRow],
+    decision: Decision | None,
+    failure: PlanError | None,
+    note: str | None,
+) -> str:
+    count = request.gpu_count or gpu.count
+    max_len = request.max_model_len or arch.max_position_embeddings
+    ctx = request.context_len or max_len
+    lines = [
+        f"model: {arch.describe()}",
+        f"gpu:   {short_name(gpu)} ({describe_gpu(gpu)}), {count} per node; "
+        f"gpu_memory_utilization {request.gpu_memory_utilization}",
+        f"request: max_model_len {max_len}, concurrency {request.concurrency} x {ctx} tokens, "
+        f"kv cache dtype {request.kv_cache_dtype}",
+        "",
+    ]
+    cells = [_COLUMNS, *(_row_cells(r) for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(_COLUMNS))]
+    for i, c in enumerate(cells):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if any(r.needs_checkpoint and r.checkpoint is None for r in rows):
+        lines.append("* needs a calibrated checkpoint (QuantizedModel); planned as if one existed")
+    lines.append("")
+    label = "chosen (auto)" if request.precision == "auto" else f"requested ({request.precision})"
+    if decision is not None:
+        lines.append(f"{label}: {decision.precision}, KV {decision.kv_cache_dtype}, TP={decision.tensor_parallel_size}")
+        lines.append(f"  reason: {decision.reason}")
+        lines.append(f"  vllm: {' '.join(decision.vllm_args)}")
+        for w in ([note] if note else []) + list(decision.warnings):
+            lines.append(f"  warning: {w}")
+    elif failure is not None:
+        lines.append(f"{label}: does not fit")
+        lines.append(f"  reason: {failure.reason}")
+    return "\n".join(lines)
