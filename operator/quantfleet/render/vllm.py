@@ -106,7 +106,7 @@ def vllm_args(svc: ServiceInput, roll: PoolRollout) -> list[str]:
     """`vllm serve` arguments: the model positional first, then only declared flags."""
     args = [roll.model.vllm_model]
     if roll.model.revision:
-        args += ["--revision", roll.model.revision]
+        args += [vf.FLAG_REVISION, roll.model.revision]
     args += [
         vf.FLAG_SERVED_MODEL_NAME, svc.served_model_name,
         vf.FLAG_HOST, "0.0.0.0",

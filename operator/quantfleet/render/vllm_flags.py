@@ -36,6 +36,8 @@ FLAG_HOST: Final = "--host"
 FLAG_PORT: Final = "--port"
 # Where a fetched (S3/HF) checkpoint lands inside the pod; a mounted PVC checkpoint is passed as the positional path.
 FLAG_DOWNLOAD_DIR: Final = "--download-dir"
+# Pins a Hugging Face model (hf://org/name@revision) to a branch, tag or commit.
+FLAG_REVISION: Final = "--revision"
 
 # Every option the operator can put on a vLLM command line. The contract test checks each against vLLM's parser.
 EMITTED_FLAGS: Final[frozenset[str]] = frozenset(
@@ -49,6 +51,7 @@ EMITTED_FLAGS: Final[frozenset[str]] = frozenset(
         FLAG_HOST,
         FLAG_PORT,
         FLAG_DOWNLOAD_DIR,
+        FLAG_REVISION,
     }
 )
 
