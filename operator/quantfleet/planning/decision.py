@@ -363,9 +363,7 @@ def _auto_candidates(gpu: GpuFacts, request: PlanRequest) -> list[_Candidate]:
     else:
         if request.base_model:
             out.append(
-                _Candidate(
-                    "bf16", "bf16", None, "native", f"no FP8 math on this GPU ({fp8_words.split(' (')[0]}): BF16"
-                )
+                _Candidate("bf16", "bf16", None, "native", f"no FP8 math on this GPU: {support_level(gpu, 'bf16')[1]}")
             )
         if fp8_level == "fallback":
             why = "BF16 does not fit; FP8 weight-only W8A16 (Marlin) halves the weights, math stays 16-bit"
