@@ -3,8 +3,8 @@
 Calibration tools are CUDA programs, so only NVIDIA pools qualify. A scheme prefers pools that
 run its format natively (NVFP4 -> Blackwell; FP8 -> Ada/Hopper/Blackwell); when none exists the
 QuantizedModel waits with the reason, or falls back to the best other pool if the spec allows.
-Among equally suited pools, pools that are not *more* capable than needed come first (an FP8 job
-does not take a Blackwell node when a Hopper one will do), then more memory per GPU.
+Among equally suited pools, Blackwell pools come last unless the scheme needs them (an FP8 job
+does not take a Blackwell node when a Hopper one will do), then more memory per GPU first.
 """
 
 from __future__ import annotations
@@ -57,14 +57,15 @@ def choose_calibration_pool(
     if not candidates:
         return Placement(None, 0, False, "no usable NVIDIA GPU pool in the cluster (calibration tools need CUDA)")
     native = [p for p in candidates if getattr(p.facts, field) == Support.NATIVE]
-    needed_rank = min((_FAMILY_RANK.get(p.facts.family, 0) for p in native), default=0)
+    # Blackwell is only "needed" when no other family runs the scheme natively (FP4 math).
+    blackwell_needed = all(p.facts.family == "blackwell" for p in native)
 
     def fits(pool: GpuPool) -> tuple[bool, int]:
         count = override_gpus or gpus_needed(bf16_weight_bytes, pool.facts.memory_mib, pool.gpus_per_node)
         return count <= pool.gpus_per_node, count
 
     def order(pool: GpuPool) -> tuple[int, int, str]:
-        over = _FAMILY_RANK.get(pool.facts.family, 0) - needed_rank
+        over = int(pool.facts.family == "blackwell" and not blackwell_needed)
         return (over, -pool.facts.memory_mib, pool.name)
 
     for pool in sorted(native, key=order):
