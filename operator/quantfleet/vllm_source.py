@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import functools
 import http
 import logging
 import os
@@ -217,7 +218,7 @@ class _Tree:
 
     def module(self, path: str) -> ast.Module:
         if path not in self._parsed:
-            self._parsed[path] = ast.parse(self.files[path], filename=path)
+            self._parsed[path] = _parse(path, self.files[path])
         return self._parsed[path]
 
     def locate(self, preferred: str, marker: str, what: str) -> str:
@@ -233,6 +234,20 @@ class _Tree:
         for path in sorted(self.files):
             if path.startswith(prefix) and path.endswith(".py") and marker in self.files[path]:
                 yield path, self.module(path)
+
+    def texts_under(self, prefix: str, marker: str) -> Iterator[tuple[str, str]]:
+        for path in sorted(self.files):
+            if path.startswith(prefix) and path.endswith(".py") and marker in self.files[path]:
+                yield path, self.files[path]
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse(path: str, text: str) -> ast.Module:
+    """Parse once per (path, text): the doctored-source tests re-parse a release that differs in one file.
+
+    The trees are only read, never modified, so sharing them is safe.
+    """
+    return ast.parse(text, filename=path)
 
 
 def _literal_strings(node: ast.expr, where: str) -> list[str]:
@@ -455,19 +470,27 @@ _ROUTE_METHODS = frozenset({"get", "post", "put", "delete", "patch", "head", "ap
 def _routes(tree: _Tree) -> dict[str, frozenset[int]]:
     """HTTP paths registered under vllm/entrypoints (decorators, add_api_route, Mount) -> status codes they set."""
     routes: dict[str, set[int]] = {}
-    for _, module in tree.under("vllm/entrypoints/", '"/'):
-        for node in ast.walk(module):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                for deco in node.decorator_list:
-                    if isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute):
-                        path = _constant(deco.args[0]) if deco.args else None
-                        if deco.func.attr in _ROUTE_METHODS and isinstance(path, str) and path.startswith("/"):
-                            routes.setdefault(path, set()).update(_status_codes(node))
-            elif isinstance(node, ast.Call) and _name_of(node.func) in ("Mount", "add_api_route", "add_route"):
-                path = _constant(node.args[0]) if node.args else None
-                if isinstance(path, str) and path.startswith("/"):
-                    routes.setdefault(path, set())
-    return {path: frozenset(codes) for path, codes in routes.items()}
+    for path, text in tree.texts_under("vllm/entrypoints/", '"/'):
+        for route, codes in _routes_in(path, text):
+            routes.setdefault(route, set()).update(codes)
+    return {route: frozenset(codes) for route, codes in routes.items()}
+
+
+@functools.lru_cache(maxsize=2048)
+def _routes_in(path: str, text: str) -> tuple[tuple[str, frozenset[int]], ...]:
+    found: list[tuple[str, frozenset[int]]] = []
+    for node in ast.walk(_parse(path, text)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute):
+                    route = _constant(deco.args[0]) if deco.args else None
+                    if deco.func.attr in _ROUTE_METHODS and isinstance(route, str) and route.startswith("/"):
+                        found.append((route, frozenset(_status_codes(node))))
+        elif isinstance(node, ast.Call) and _name_of(node.func) in ("Mount", "add_api_route", "add_route"):
+            route = _constant(node.args[0]) if node.args else None
+            if isinstance(route, str) and route.startswith("/"):
+                found.append((route, frozenset()))
+    return tuple(found)
 
 
 def _status_codes(func: ast.AST) -> set[int]:
@@ -485,16 +508,21 @@ def _status_codes(func: ast.AST) -> set[int]:
 def _metric_names(tree: _Tree) -> set[str]:
     """Prometheus metric names: ``"vllm:..."`` passed as ``name=`` or first argument of a call."""
     names: set[str] = set()
-    for _, module in tree.under("vllm/", '"vllm:'):
-        for node in ast.walk(module):
-            if not isinstance(node, ast.Call):
-                continue
-            candidates = [_keyword(node, "name"), node.args[0] if node.args else None]
-            for candidate in candidates:
+    for path, text in tree.texts_under("vllm/", '"vllm:'):
+        names.update(_metric_names_in(path, text))
+    return names
+
+
+@functools.lru_cache(maxsize=2048)
+def _metric_names_in(path: str, text: str) -> frozenset[str]:
+    names: set[str] = set()
+    for node in ast.walk(_parse(path, text)):
+        if isinstance(node, ast.Call):
+            for candidate in (_keyword(node, "name"), node.args[0] if node.args else None):
                 value = _constant(candidate)
                 if isinstance(value, str) and _METRIC_NAME.fullmatch(value):
                     names.add(value)
-    return names
+    return frozenset(names)
 
 
 def _dist_info(files: Mapping[str, str], name: str) -> str:
