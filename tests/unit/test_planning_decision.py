@@ -100,7 +100,8 @@ CASES = [
          reason_has=("W4A16", "weight-only")),
     Case("a10g-bf16-tp2-before-quantizing", "llama-3.1-8b", "a10g", count=2, request={"max_model_len": 32768},
          precision="bf16", tp=2, reason_has=("TP=2",)),
-    Case("a10g-explicit-fp8-is-weight-only", "llama-3.1-8b", "a10g", request={"precision": "fp8", "max_model_len": 8192},
+    Case("a10g-explicit-fp8-is-weight-only", "llama-3.1-8b", "a10g",
+         request={"precision": "fp8", "max_model_len": 8192},
          precision="fp8", native=False, flag="fp8", warning_has=("weight-only",)),
     Case("a10g-explicit-nvfp4-without-checkpoint", "llama-3.1-8b", "a10g", request={"precision": "nvfp4"},
          error="needs-checkpoint", error_has=("calibrated checkpoint",)),
@@ -201,7 +202,7 @@ def test_decision_branches(case: Case) -> None:
     for text in case.warning_has:
         assert any(text in w for w in d.warnings), d.warnings
     assert d.capacity.fits
-    assert "fp8_e4m3" != d.kv_cache_dtype or "KV scales" in " ".join(d.warnings) or d.checkpoint == KV_FP8_CKPT
+    assert d.kv_cache_dtype != "fp8_e4m3" or "KV scales" in " ".join(d.warnings) or d.checkpoint == KV_FP8_CKPT
 
 
 def test_auto_explains_what_it_rejected() -> None:
