@@ -29,7 +29,9 @@ class ExpertLayerCoverage(BaseModel):
     median: float
     max: int
     starved: list[int] = Field(default_factory=list, description="expert indices below the minimum")
-    routed_min: int | None = Field(default=None, description="min tokens any expert of this layer got from the router alone")
+    routed_min: int | None = Field(
+        default=None, description="min tokens any expert of this layer got from the router alone"
+    )
 
 
 class ExpertCoverage(BaseModel):

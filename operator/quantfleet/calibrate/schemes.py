@@ -1,0 +1,106 @@
+"""Which scheme each tool can produce, and how: one table, no heavy imports.
+
+The operator's planner may import this module (it is pure) to refuse a recipe a tool
+cannot run before it creates a Job; the tool adapters read the same table to pick the
+preset / config they pass to llm-compressor or ModelOpt. A scheme/tool pair missing
+from the table is unsupported, and `support()` says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from quantfleet.api.manifest import CheckpointFormat
+from quantfleet.api.recipe import Scheme, Tool, W4A16Algorithm
+
+
+@dataclass(frozen=True)
+class ToolScheme:
+    """How one tool produces one scheme."""
+
+    preset: str  # llm-compressor preset scheme name, or ModelOpt config attribute name
+    moe_preset: str | None = None  # ModelOpt: config used instead when the model is MoE
+    algorithm: W4A16Algorithm | None = None
+
+
+LLMC: dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme] = {
+    ("fp8-dynamic", None): ToolScheme("FP8_DYNAMIC"),
+    ("fp8-block", None): ToolScheme("FP8_BLOCK"),
+    ("fp8-static", None): ToolScheme("FP8"),
+    ("w4a16", "gptq"): ToolScheme("W4A16", algorithm="gptq"),
+    ("w4a16", "awq"): ToolScheme("W4A16", algorithm="awq"),
+    ("nvfp4", None): ToolScheme("NVFP4"),
+    ("nvfp4a16", None): ToolScheme("NVFP4A16"),
+    ("mxfp4", None): ToolScheme("MXFP4"),
+}
+
+MODELOPT: dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme] = {
+    # per-channel FP8 weights + dynamic per-token FP8 activations = llm-compressor's FP8_DYNAMIC
+    ("fp8-dynamic", None): ToolScheme("FP8_PER_CHANNEL_PER_TOKEN_CFG"),
+    ("fp8-static", None): ToolScheme("FP8_DEFAULT_CFG"),
+    ("w4a16", "awq"): ToolScheme("INT4_AWQ_CFG", algorithm="awq"),
+    # MLP-only NVFP4 keeps attention in BF16: the practical recipe for MoE models
+    ("nvfp4", None): ToolScheme("NVFP4_DEFAULT_CFG", moe_preset="NVFP4_MLP_ONLY_CFG"),
+    ("nvfp4a16", None): ToolScheme("W4A16_NVFP4_CFG"),
+    ("mxfp4", None): ToolScheme("MXFP4_DEFAULT_CFG"),
+}
+
+UNSUPPORTED_WHY: dict[tuple[Tool, Scheme], str] = {
+    ("modelopt", "fp8-block"): "ModelOpt 0.47 has only a weight-only 2D-block FP8 config; use llm-compressor FP8_BLOCK",
+}
+
+FORMATS: dict[Tool, CheckpointFormat] = {"llm-compressor": "compressed-tensors", "modelopt": "modelopt"}
+
+
+class UnsupportedRecipe(ValueError):
+    """The recipe asks a tool for a scheme it cannot produce."""
+
+
+def support(tool: Tool, scheme: Scheme, algorithm: W4A16Algorithm | None) -> ToolScheme:
+    """The preset for (tool, scheme, algorithm); raises UnsupportedRecipe with the reason."""
+    if scheme == "w4a16" and algorithm is None:
+        algorithm = "gptq" if tool == "llm-compressor" else "awq"
+    if scheme != "w4a16" and algorithm is not None:
+        raise UnsupportedRecipe(f"algorithm={algorithm} applies to w4a16 only, not {scheme}")
+    table = LLMC if tool == "llm-compressor" else MODELOPT
+    found = table.get((scheme, algorithm))
+    if found is None:
+        why = UNSUPPORTED_WHY.get((tool, scheme), "not offered by this tool")
+        alg = f" ({algorithm})" if algorithm else ""
+        raise UnsupportedRecipe(f"{tool} cannot produce {scheme}{alg}: {why}")
+    return found
+
+
+def supported_pairs() -> list[tuple[Tool, Scheme, W4A16Algorithm | None]]:
+    pairs: list[tuple[Tool, Scheme, W4A16Algorithm | None]] = []
+    for (scheme, alg) in LLMC:
+        pairs.append(("llm-compressor", scheme, alg))
+    for (scheme, alg) in MODELOPT:
+        pairs.append(("modelopt", scheme, alg))
+    return pairs
+
+
+# Router / gate layers stay in full precision: quantization noise flips hard routing decisions.
+# Keyed by transformers `model_type`; patterns use llm-compressor's `re:` syntax.
+ROUTER_IGNORE: dict[str, tuple[str, ...]] = {
+    "qwen3_moe": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
+    "qwen2_moe": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
+    "qwen3_next": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
+    "qwen3_vl_moe": ("re:.*mlp.gate$",),
+    "mixtral": ("re:.*block_sparse_moe.gate$", "re:.*mlp.gate$"),
+    "llama4": ("re:.*router",),
+    "afmoe": ("re:.*mlp.router.*",),
+    "deepseek_v3": ("re:.*mlp.gate$",),
+    "glm4_moe": ("re:.*mlp.gate$",),
+    "gpt_oss": ("re:.*router",),
+}
+DEFAULT_ROUTER_IGNORE: tuple[str, ...] = ("re:.*mlp.gate$", "re:.*router", "re:.*block_sparse_moe.gate$")
+
+
+def ignore_patterns(model_type: str, extra: tuple[str, ...]) -> list[str]:
+    """lm_head + the family's router patterns + the recipe's own, de-duplicated, in order."""
+    out: list[str] = []
+    for p in ("lm_head", *ROUTER_IGNORE.get(model_type, DEFAULT_ROUTER_IGNORE), *extra):
+        if p not in out:
+            out.append(p)
+    return out
