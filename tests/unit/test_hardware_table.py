@@ -347,6 +347,7 @@ def test_loader_accepts_a_good_row() -> None:
         (_doc(GOOD_ROW + "    gfx_arch: gfx942\n"), "NVIDIA rows"),
         (_doc(GOOD_ROW.replace("vendor: nvidia", "vendor: amd")), "AMD rows"),
         (_doc(GOOD_ROW.replace("fp8_flavour: e4m3fn", "fp8_flavour: e5m2")), "fp8_flavour"),
+        (_doc(GOOD_ROW + "    inferred: [colour]\n"), "inferred names unknown fields"),
     ],
 )
 def test_loader_rejects_malformed_rows(text: str, message: str) -> None:

@@ -161,6 +161,9 @@ def spec_from_row(row: Mapping[str, Any]) -> GpuSpec:
         raise TableError(f"{where}: NVIDIA rows need compute_capability and no gfx_arch/device_ids")
     if vendor == "amd" and (cc_text is not None or gfx_arch is None or not device_ids):
         raise TableError(f"{where}: AMD rows need gfx_arch and device_ids and no compute_capability")
+    inferred = _strs(row, "inferred", where, required=False)
+    if not set(inferred) <= _ROW_FIELDS:
+        raise TableError(f"{where}: inferred names unknown fields {sorted(set(inferred) - _ROW_FIELDS)}")
     memory_mib = _req(row, "memory_mib", int, where)
     gpus_per_node = _req(row, "gpus_per_node", int, where)
     if memory_mib <= 0 or gpus_per_node <= 0:
@@ -182,7 +185,7 @@ def spec_from_row(row: Mapping[str, Any]) -> GpuSpec:
         gpus_per_node=gpus_per_node,
         vram_label=_opt(row, "vram_label", str, where),
         cu_count=_opt(row, "cu_count", int, where),
-        inferred=_strs(row, "inferred", where, required=False),
+        inferred=inferred,
         notes=_req(row, "notes", str, where),
     )
 
