@@ -201,37 +201,40 @@ def _json_doc(
     failure: PlanError | None,
     note: str | None,
 ) -> dict[str, Any]:
-    cap: CapacityEstimate | None = decision.capacity if decision else (failure.capacity if failure else None)
-    warnings = list(decision.warnings if decision else ())
+    if decision is not None:
+        doc: dict[str, Any] = decision.as_dict()
+        cap: CapacityEstimate | None = decision.capacity
+    else:
+        cap = failure.capacity if failure else None
+        doc = {
+            "precision": (failure.precision if failure else None) or request.precision,
+            "kv_cache_dtype": cap.kv_cache_dtype if cap else None,
+            "weights_gib": cap.weights_gib if cap else None,
+            "kv_cache_gib": cap.kv_cache_gib if cap else None,
+            "kv_bytes_per_token": cap.kv_bytes_per_token if cap else None,
+            "kv_cache_tokens": cap.kv_cache_tokens if cap else None,
+            "max_concurrency": cap.max_concurrency if cap else None,
+            "tensor_parallel_size": cap.tensor_parallel_size if cap else None,
+            "fits": False,
+            "reason": failure.reason if failure else "",
+            "quantization_flag": None,
+            "checkpoint": None,
+            "native": None,
+            "warnings": [],
+            "vllm_args": [],
+        }
     if note:
-        warnings.insert(0, note)
-    doc: dict[str, Any] = {
-        "precision": decision.precision if decision else (failure.precision if failure else None) or request.precision,
-        "kv_cache_dtype": decision.kv_cache_dtype if decision else (cap.kv_cache_dtype if cap else None),
-        "weights_gib": cap.weights_gib if cap else None,
-        "kv_cache_gib": cap.kv_cache_gib if cap else None,
-        "kv_bytes_per_token": cap.kv_bytes_per_token if cap else None,
-        "kv_cache_tokens": cap.kv_cache_tokens if cap else None,
-        "max_concurrency": cap.max_concurrency if cap else None,
-        "tensor_parallel_size": cap.tensor_parallel_size if cap else None,
-        "fits": decision is not None,
-        "reason": decision.reason if decision else (failure.reason if failure else ""),
-        "requested_precision": request.precision,
-        "quantization_flag": decision.quantization_flag if decision else None,
-        "checkpoint": decision.checkpoint.uri or None if decision and decision.checkpoint else None,
-        "native": decision.native if decision else None,
-        "warnings": warnings,
-        "vllm_args": list(decision.vllm_args) if decision else [],
-        "gpu": {
-            "name": short_name(gpu),
-            "description": describe_gpu(gpu),
-            "memory_mib": gpu.memory_mib,
-            "count": request.gpu_count or gpu.count,
-            "known": gpu.known,
-        },
-        "model": {"model_type": arch.model_type, "description": arch.describe()},
-        "capacity": cap.to_dict() if cap else None,
+        doc["warnings"].insert(0, note)
+    doc["requested_precision"] = request.precision
+    doc["gpu"] = {
+        "name": short_name(gpu),
+        "description": describe_gpu(gpu),
+        "memory_mib": gpu.memory_mib,
+        "count": request.gpu_count or gpu.count,
+        "known": gpu.known,
     }
+    doc["model"] = {"model_type": arch.model_type, "description": arch.describe()}
+    doc["capacity"] = cap.to_dict() if cap else None
     return doc
 
 

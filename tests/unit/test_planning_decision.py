@@ -318,3 +318,51 @@ def test_table_nodes_always_decide_or_explain(
     assert kv in ("auto", d.kv_cache_dtype) or (kv, d.kv_cache_dtype) == ("bfloat16", "float16")  # T4: no BF16
     assert d.tensor_parallel_size <= count
     assert support_level(facts_for(key, count), d.precision)[0] != "no"
+
+
+def test_auto_failure_says_whether_a_four_bit_checkpoint_would_fit() -> None:
+    # 70B on one L40S (45 GiB): FP8 weights alone are 67.7 GiB; W4A16 weights are 36.8 GiB and leave room for KV.
+    with pytest.raises(PlanError) as info:
+        decide(arch("llama-3.1-70b"), facts_for("l40s", 1), PlanRequest(max_model_len=4096))
+    assert "a w4a16 checkpoint would fit at TP=1 (36.79 GiB of weights)" in info.value.reason
+    # On Blackwell the hint names the native format: RTX PRO 6000 (96 GiB) cannot hold FP8 weights (67.7 GiB) plus
+    # one 131072-token sequence even in FP8 KV (131072 x 163840 B = 20 GiB).
+    with pytest.raises(PlanError) as info:
+        decide(arch("llama-3.1-70b"), facts_for("rtx-pro-6000", 1), PlanRequest())
+    assert "a nvfp4 checkpoint would fit" in info.value.reason
+
+
+def test_unsupported_reason_says_why_the_gpu_cannot() -> None:
+    with pytest.raises(PlanError) as info:
+        decide(arch("llama-3.1-8b"), facts_for("mi300x"), PlanRequest(precision="mxfp4"))
+    assert info.value.kind == "unsupported" and "gfx942" in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "message"),
+    [
+        ({"max_model_len": 131072 + 1}, "exceeds the model's max_position_embeddings 131072"),
+        ({"max_model_len": 4096, "context_len": 8192}, "context length 8192 exceeds max_model_len 4096"),
+    ],
+)
+def test_lengths_beyond_the_model(request_kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(PlanError, match=message):
+        decide(arch("llama-3.1-8b"), facts_for("h100"), PlanRequest(**request_kwargs))
+
+
+def test_informational_warnings() -> None:
+    d = decide(arch("llama-3.1-8b"), facts_for("mi300x"), PlanRequest(max_model_len=4096))
+    assert any("FNUZ" in w for w in d.warnings)
+    cfg = json.loads((FIXTURES / "llama-3.1-8b" / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "compressed-tensors"}
+    d = decide(parse_model_config(cfg), facts_for("h100"), PlanRequest(max_model_len=4096))
+    assert any("already carries quantization_config (compressed-tensors)" in w for w in d.warnings)
+
+
+def test_decision_as_dict_has_the_cli_keys() -> None:
+    d = decide(arch("llama-3.1-8b"), facts_for("h100"), PlanRequest(max_model_len=4096))
+    doc = d.as_dict()
+    assert doc["precision"] == "fp8" and doc["fits"] is True and doc["kv_bytes_per_token"] == 2 * 32 * 8 * 128 * 2
+    assert doc["vllm_args"] == ["--tensor-parallel-size=1", "--kv-cache-dtype=bfloat16", "--quantization=fp8",
+                                "--max-model-len=4096"]  # fmt: skip
+    json.dumps(doc)

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from quantfleet.hardware import GpuFacts, Support, gpu_facts_from_labels, short_name
+from quantfleet.hardware import Format, GpuFacts, Support, gpu_facts_from_labels, short_name
 from quantfleet.planning.capacity import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
     GIB,
@@ -71,6 +71,14 @@ _SCHEMES: dict[str, tuple[Precision, WeightFormat]] = {
     "nvfp4": ("nvfp4", "nvfp4"),
     "nvfp4a16": ("w4a16", "nvfp4a16"),  # FP4 elements, 16-bit math: weight-only on every GPU
     "mxfp4": ("mxfp4", "mxfp4"),
+}
+_FORMAT: dict[Precision, Format] = {
+    "bf16": "int4_w4a16",  # unused: bf16 is never "no"
+    "fp8": "fp8_w8a8",
+    "fp8-block": "fp8_block",
+    "w4a16": "int4_w4a16",
+    "nvfp4": "nvfp4",
+    "mxfp4": "mxfp4",
 }
 NEEDS_CHECKPOINT: frozenset[Precision] = frozenset({"fp8-block", "w4a16", "nvfp4", "mxfp4"})
 
@@ -167,6 +175,27 @@ class Decision:
     reason: str
     warnings: tuple[str, ...] = ()
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (the `quantfleet plan --output json` keys; status writers can reuse it)."""
+        c = self.capacity
+        return {
+            "precision": self.precision,
+            "kv_cache_dtype": self.kv_cache_dtype,
+            "weights_gib": c.weights_gib,
+            "kv_cache_gib": c.kv_cache_gib,
+            "kv_bytes_per_token": c.kv_bytes_per_token,
+            "kv_cache_tokens": c.kv_cache_tokens,
+            "max_concurrency": c.max_concurrency,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "fits": c.fits,
+            "reason": self.reason,
+            "quantization_flag": self.quantization_flag,
+            "checkpoint": (self.checkpoint.uri or None) if self.checkpoint else None,
+            "native": self.native,
+            "warnings": list(self.warnings),
+            "vllm_args": list(self.vllm_args),
+        }
+
     @property
     def vllm_args(self) -> tuple[str, ...]:
         """The vLLM flags this decision implies (model path and everything else is the renderer's job)."""
@@ -246,9 +275,22 @@ class _Candidate:
 
 def decide(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> Decision:
     """Precision, KV dtype, TP and capacity for serving `arch` on `gpu`; PlanError with a reason otherwise."""
+    _check_lengths(arch, request)
     if request.precision == "auto":
         return _decide_auto(arch, gpu, request)
     return _decide_explicit(arch, gpu, request, request.precision)
+
+
+def _check_lengths(arch: ModelArch, request: PlanRequest) -> None:
+    limit = arch.max_position_embeddings
+    if request.max_model_len is not None and request.max_model_len > limit:
+        raise PlanError(
+            f"max_model_len {request.max_model_len} exceeds the model's max_position_embeddings {limit} "
+            "(vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN is set)"
+        )
+    max_len = request.max_model_len or limit
+    if request.context_len is not None and request.context_len > max_len:
+        raise PlanError(f"context length {request.context_len} exceeds max_model_len {max_len}")
 
 
 def decide_for_node(arch: ModelArch, labels: Mapping[str, str], request: PlanRequest) -> Decision:
@@ -266,7 +308,9 @@ def _decide_explicit(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, preci
     name = gpu_name(gpu)
     if level == "no":
         raise PlanError(
-            f"{precision} requested but {name} cannot run it: {words}", kind="unsupported", precision=precision
+            f"{precision} requested but {name} cannot run it: {words} ({gpu.support_reason(_FORMAT[precision])})",
+            kind="unsupported",
+            precision=precision,
         )
     candidates = _explicit_candidates(gpu, request, precision, level, words)
     if not candidates:
@@ -325,11 +369,33 @@ def _decide_auto(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> Decisi
             return decision
         failures.append(f"{cand.precision}{' checkpoint' if cand.checkpoint else ''}: {failure}")
         closest = est or closest
+    if not any(c.precision in ("w4a16", "nvfp4", "mxfp4") for c in candidates):
+        failures.append(_four_bit_hint(arch, gpu, request))
     raise PlanError(
         f"{arch.model_type} does not fit on {gpu_name(gpu)} at any precision/TP: " + "; ".join(failures),
         kind="does-not-fit",
         capacity=closest,
         precision=candidates[-1].precision,
+    )
+
+
+def _four_bit_hint(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> str:
+    """What-if for the auto failure message: would the GPU's best 4-bit format fit once calibrated?"""
+    scheme: Precision = "w4a16"
+    if gpu.vendor == "nvidia" and gpu.nvfp4 == Support.NATIVE:
+        scheme = "nvfp4"
+    elif gpu.vendor == "amd" and gpu.mxfp4 == Support.NATIVE:
+        scheme = "mxfp4"
+    level = support_level(gpu, scheme)[0]
+    if level == "no":
+        return "no 4-bit format runs on this GPU"
+    ckpt = Checkpoint(scheme, default_checkpoint_format(scheme), "")
+    decision, _, _ = _evaluate(arch, gpu, request, _Candidate(scheme, ckpt.weight_format, ckpt, level, "what-if"))
+    if decision is None:
+        return f"a {scheme} checkpoint would not fit either"
+    return (
+        f"a {scheme} checkpoint would fit at TP={decision.tensor_parallel_size} ({decision.capacity.weights_gib} GiB "
+        f"of weights): create a QuantizedModel with scheme {scheme}"
     )
 
 
@@ -450,6 +516,13 @@ def _evaluate(
         warnings.append("time-sliced GPU (-SHARED): other pods share this memory; the estimate assumes the whole GPU")
     if not gpu.known:
         warnings.append(f"GPU not in the table, facts derived: {gpu.derivation}")
+    if arch.quantization_method:
+        warnings.append(
+            f"config.json already carries quantization_config ({arch.quantization_method}): these weights are a "
+            "quantized checkpoint, while the plan assumes BF16 base weights"
+        )
+    if cand.precision in ("fp8", "fp8-block") and gpu.fp8_flavour == "e4m3fnuz":
+        warnings.append(f"{gpu_name(gpu)} computes FP8 as E4M3 FNUZ: OCP FP8 checkpoints are converted at load")
     if cand.precision in ("nvfp4", "mxfp4", "w4a16"):
         warnings.append("4-bit weights: measure quality (perplexity / task accuracy) before rolling out")
 
