@@ -149,12 +149,16 @@ def test_known_values() -> None:
 def test_sliding_window_layers_cost_only_the_window() -> None:
     a = arch("trinity-mini")
     per_layer = 2 * 4 * 128 * 2
-    # 8 full layers pay every token, 24 sliding layers at most 2048 tokens
-    assert sequence_kv_bytes(a, "bfloat16", 131072) == per_layer * (8 * 131072 + 24 * 2048)
-    assert sequence_kv_bytes(a, "bfloat16", 1000) == per_layer * 32 * 1000  # shorter than the window: all layers
+    # 8 full layers pay every token; 24 sliding layers hold window - 1 + in-flight tokens (vLLM SlidingWindowSpec)
+    assert sequence_kv_bytes(a, "bfloat16", 131072) == per_layer * (8 * 131072 + 24 * (2048 - 1))
+    assert sequence_kv_bytes(a, "bfloat16", 131072, 1, 8192) == per_layer * (8 * 131072 + 24 * (2048 - 1 + 8192))
+    assert sequence_kv_bytes(a, "bfloat16", 1000, 1, 8192) == per_layer * 32 * 1000  # shorter: every layer
     est = estimate_capacity(a, weight_format="bf16", kv_cache_dtype="bfloat16", gpu_memory_mib=H100_MIB)
-    assert est.sliding_cap_bytes == 24 * per_layer * 2048
+    assert est.sliding_cap_bytes == 24 * per_layer * (2048 - 1 + 8192)  # H100: 8192 batched tokens in flight
     assert est.kv_bytes_per_token == 32 * per_layer
+    seq = per_layer * (8 * 131072 + 24 * (2048 - 1 + 8192))
+    assert est.kv_cache_tokens == est.kv_cache_bytes_per_gpu * 131072 // seq  # vLLM: concurrency x max_model_len
+    assert est.kv_cache_tokens > est.kv_cache_bytes_per_gpu // (32 * per_layer)  # more than all-full-attention
 
 
 @pytest.mark.parametrize(
@@ -223,7 +227,7 @@ def test_vllm_batch_defaults() -> None:
 def test_llama_8b_on_one_h100_bf16_arithmetic() -> None:
     a = arch("llama-3.1-8b")
     est = estimate_capacity(a, weight_format="bf16", kv_cache_dtype="bfloat16", gpu_memory_mib=H100_MIB)
-    budget = int(H100_MIB * MIB * 0.92)
+    budget = math.ceil(H100_MIB * MIB * 0.92)
     act = 8192 * (4 * 4096 + 3 * 14336) * 2 + 1024 * 128256 * 4 * 2  # batched tokens + FP32 logits of 1024 seqs
     assert activation_bytes(a, 1, 8192, 1024) == act
     kv = budget - 2 * LLAMA_8B - act - CUDA_GRAPH_BYTES - RUNTIME_BYTES

@@ -149,11 +149,11 @@ CASES = [
     Case("ampere-explicit-fp8-kv-warns", "llama-3.1-8b", "a100-80gb",
          request={"kv_cache_dtype": "fp8_e4m3", "max_model_len": 8192}, kv="fp8_e4m3",
          warning_has=("storage only",)),
-    # Trinity: 8 full + 24 sliding (window 2048) layers, 2048 B per token and layer in BF16:
-    # 20 x 2048 x (8 x 131072 + 24 x 2048) B = 41.88 GiB fits the ~44.5 GiB of KV; counting every layer as full
-    # attention would need 20 x 131072 x 65536 B = 160 GiB and force FP8.
-    Case("sliding-window-concurrency", "trinity-mini", "h100", request={"max_model_len": 131072, "concurrency": 20},
-         precision="fp8", kv="bfloat16", reason_has=("need 41.88 GiB/GPU in bfloat16, which fits",)),
+    # Trinity: 8 full + 24 sliding (window 2048) layers, 2048 B per token and layer in BF16; on H100 a sliding layer
+    # holds window - 1 + 8192 in-flight tokens: 16 x 2048 x (8 x 131072 + 24 x 10239) B = 39.5 GiB fits the ~44.5 GiB
+    # of KV; counting every layer as full attention would need 16 x 131072 x 65536 B = 128 GiB and force FP8.
+    Case("sliding-window-concurrency", "trinity-mini", "h100", request={"max_model_len": 131072, "concurrency": 16},
+         precision="fp8", kv="bfloat16", reason_has=("need 39.50 GiB/GPU in bfloat16, which fits",)),
     # --- tensor parallelism / does not fit -------------------------------------------------------------------------
     Case("70b-one-l40s-does-not-fit", "llama-3.1-70b", "l40s", count=1, request={"max_model_len": 8192},
          error="does-not-fit", error_has=("L40S", "GiB", "exceed")),

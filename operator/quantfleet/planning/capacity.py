@@ -25,10 +25,11 @@ as ModelOpt's NVFP4_MLP_ONLY_CFG and gpt-oss MXFP4 checkpoints do. Scales:
 KV cache. Per token and layer: 2 (K,V) * kv_heads * head_dim * dtype bytes (MLA: one latent of
 kv_lora_rank + rope dims, no factor 2). Tensor parallelism splits KV heads across GPUs; when
 kv_heads < TP each GPU keeps a replica of one head, so per-GPU bytes stop shrinking (MLA latents
-are replicated on every GPU). Sliding-window layers hold at most `window` tokens per sequence, so
-a sequence of c tokens costs per_layer * (full_layers * c + sliding_layers * min(c, window)).
+are replicated on every GPU). A sliding-window layer holds at most window - 1 + T tokens per
+sequence (T = max_num_batched_tokens in flight; vLLM 0.33 `SlidingWindowSpec`), so a sequence of
+c tokens costs per_layer * (full_layers * c + sliding_layers * min(c, window - 1 + T)).
 `kv_bytes_per_token` is the BRIEF §2 full-attention figure (every KV layer, TP=1);
-`sliding_cap_bytes` is the most the sliding layers can hold for one sequence.
+`sliding_cap_bytes` is the most the sliding layers hold for one sequence (TP=1).
 
 vLLM memory accounting (0.33, v1 engine), per GPU:
   budget     = total memory * gpu_memory_utilization (default 0.92)
@@ -44,9 +45,10 @@ vLLM memory accounting (0.33, v1 engine), per GPU:
     estimate in its profile).
   runtime: a fixed 1 GiB per GPU for the CUDA context, cuBLAS/NCCL workspaces and allocator slack.
 It fits when the KV cache holds at least one `max_model_len` sequence (vLLM refuses to start
-otherwise). Token capacity is reported at the requested context length:
-  kv_cache_tokens = KV bytes per GPU * context / per-GPU bytes of one context-length sequence
-which equals KV bytes / bytes-per-token for full-attention models.
+otherwise). Capacity is reported the way vLLM 0.33 logs it (`get_kv_cache_capacity`):
+  kv_cache_tokens = int(concurrency at max_model_len * max_model_len)
+which equals KV bytes / bytes-per-token for full-attention models; `max_concurrency` is given at
+the requested context length (default max_model_len). Block rounding (16-token pages) is ignored.
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ class CapacityEstimate:
     runtime_gib: float
     non_kv_gib_per_gpu: float
     kv_cache_gib_per_gpu: float
+    kv_cache_bytes_per_gpu: int
     kv_cache_gib: float
     kv_bytes_per_token: int
     kv_bytes_per_token_per_gpu: int
@@ -149,6 +152,7 @@ class CapacityEstimate:
     sliding_cap_bytes: int
     context_len: int
     seq_kv_bytes: int
+    seq_kv_bytes_per_gpu: int
     kv_cache_tokens: int
     max_concurrency: float
     max_model_len: int
@@ -316,10 +320,12 @@ def kv_bytes_per_token(arch: ModelArch, kv_dtype: str) -> int:
     return (full + sliding) * kv_bytes_per_token_per_layer(arch, kv_dtype)
 
 
-def sequence_kv_bytes(arch: ModelArch, kv_dtype: str, context_len: int, tensor_parallel_size: int = 1) -> int:
-    """Per-GPU bytes of one sequence of `context_len` tokens; sliding layers are capped at the window."""
+def sequence_kv_bytes(
+    arch: ModelArch, kv_dtype: str, context_len: int, tensor_parallel_size: int = 1, in_flight_tokens: int = 0
+) -> int:
+    """Per-GPU bytes of one sequence of `context_len` tokens; sliding layers keep window - 1 + in-flight tokens."""
     full, sliding = kv_layers(arch)
-    window = min(context_len, arch.sliding_window or context_len)
+    window = min(context_len, (arch.sliding_window - 1 + in_flight_tokens) if arch.sliding_window else context_len)
     per_layer = kv_bytes_per_token_per_layer(arch, kv_dtype, tensor_parallel_size)
     return per_layer * (full * context_len + sliding * window)
 
@@ -384,17 +390,17 @@ def estimate_capacity(
     wb = weight_bytes(arch, weight_format, quantize_attention=quantize_attention)
     weights_gpu = math.ceil(wb.total / tp)
     total_mem = gpu_memory_mib * MIB
-    budget = int(total_mem * gpu_memory_utilization)
+    budget = math.ceil(total_mem * gpu_memory_utilization)  # vLLM request_memory()
     act = activation_bytes(arch, tp, t, s)
     non_kv = weights_gpu + act + CUDA_GRAPH_BYTES + RUNTIME_BYTES
     kv_gpu = max(0, budget - non_kv)
     per_layer_gpu = kv_bytes_per_token_per_layer(arch, kv_cache_dtype, tp)
     full, sliding = kv_layers(arch)
     per_token_gpu = per_layer_gpu * (full + sliding)
-    seq_gpu = sequence_kv_bytes(arch, kv_cache_dtype, ctx, tp)
-    seq_max_len_gpu = sequence_kv_bytes(arch, kv_cache_dtype, max_len, tp)
+    seq_gpu = sequence_kv_bytes(arch, kv_cache_dtype, ctx, tp, t)
+    seq_max_len_gpu = sequence_kv_bytes(arch, kv_cache_dtype, max_len, tp, t)
     concurrency = math.floor(kv_gpu / seq_gpu * 100) / 100  # seq_gpu > 0: parse_model_config demands a KV layer
-    tokens = kv_gpu * ctx // seq_gpu
+    tokens = kv_gpu * max_len // seq_max_len_gpu
 
     if non_kv >= budget:
         fits = False
@@ -434,13 +440,16 @@ def estimate_capacity(
         runtime_gib=_gib(RUNTIME_BYTES),
         non_kv_gib_per_gpu=_gib(non_kv),
         kv_cache_gib_per_gpu=_gib(kv_gpu),
+        kv_cache_bytes_per_gpu=kv_gpu,
         kv_cache_gib=_gib(kv_gpu * tp),
         kv_bytes_per_token=kv_bytes_per_token(arch, kv_cache_dtype),
         kv_bytes_per_token_per_gpu=per_token_gpu,
         sliding_window=arch.sliding_window,
-        sliding_cap_bytes=sliding * kv_bytes_per_token_per_layer(arch, kv_cache_dtype) * (arch.sliding_window or 0),
+        sliding_cap_bytes=sequence_kv_bytes(arch, kv_cache_dtype, max_len, 1, t)
+        - full * kv_bytes_per_token_per_layer(arch, kv_cache_dtype) * max_len,
         context_len=ctx,
-        seq_kv_bytes=sequence_kv_bytes(arch, kv_cache_dtype, ctx),
+        seq_kv_bytes=sequence_kv_bytes(arch, kv_cache_dtype, ctx, 1, t),
+        seq_kv_bytes_per_gpu=seq_gpu,
         kv_cache_tokens=tokens,
         max_concurrency=concurrency,
         max_model_len=max_len,

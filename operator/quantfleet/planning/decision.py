@@ -45,7 +45,6 @@ from quantfleet.planning.capacity import (
     batch_defaults,
     estimate_capacity,
     fit_tensor_parallel,
-    sequence_kv_bytes,
     tensor_parallel_constraint,
 )
 from quantfleet.planning.model import ModelArch
@@ -497,7 +496,7 @@ def _evaluate(
     tp = est.tensor_parallel_size
     kv, kv_reason, est = _pick_kv(arch, request, tp, kv_choices, estimate, ctx, max_len)
     if est.max_concurrency < request.concurrency:
-        need = request.concurrency * sequence_kv_bytes(arch, kv, ctx, tp)
+        need = request.concurrency * est.seq_kv_bytes_per_gpu
         warnings.append(
             f"expected concurrency {request.concurrency} at {ctx} tokens needs {need / GIB:.2f} GiB of {kv} KV "
             "per GPU; "
@@ -586,8 +585,8 @@ def _pick_kv(
     if len(choices) == 1:
         word = "requested" if request.kv_cache_dtype != "auto" else "16-bit (FP8 KV is not native on this GPU)"
         return choices[0], f"{word}; {_kv_numbers(first, want)}", first
-    need = request.concurrency * sequence_kv_bytes(arch, choices[0], ctx, tp)
-    if first.fits and first.kv_cache_gib_per_gpu * GIB >= need:
+    need = request.concurrency * first.seq_kv_bytes_per_gpu
+    if first.fits and first.kv_cache_bytes_per_gpu >= need:
         return (
             choices[0],
             f"{want} need {need / GIB:.2f} GiB/GPU in {choices[0]}, which fits; {_kv_numbers(first, want)}",
