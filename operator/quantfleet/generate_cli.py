@@ -28,10 +28,17 @@ def model_configmaps() -> str:
     docs = []
     for name in SAMPLE_MODELS:
         config = (MODEL_FIXTURES / name / "config.json").read_text()
-        docs.append({"apiVersion": "v1", "kind": "ConfigMap",
-                     "metadata": {"name": f"{name}-config", "labels": {"app.kubernetes.io/part-of": "quantfleet-samples"}},
-                     "data": {"config.json": config}})
-    return HEADER.replace("operator/quantfleet/api/*.py", "tests/fixtures/models") + yaml.safe_dump_all(docs, sort_keys=False)
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{name}-config", "labels": {"app.kubernetes.io/part-of": "quantfleet-samples"}},
+                "data": {"config.json": config},
+            }
+        )
+    return HEADER.replace("operator/quantfleet/api/*.py", "tests/fixtures/models") + yaml.safe_dump_all(
+        docs, sort_keys=False
+    )
 
 
 def rendered() -> dict[Path, str]:

@@ -31,7 +31,9 @@ def test_every_field_has_a_description(name: str) -> None:
         for path, node in _walk(schema["properties"]["spec"], "spec")
         if "description" not in node and not path.endswith("[]") and not path.endswith("{}")
     ]
-    missing += [p for p, n in _walk(schema["properties"]["status"], "status") if "description" not in n and p[-1] not in "]}"]
+    missing += [
+        p for p, n in _walk(schema["properties"]["status"], "status") if "description" not in n and p[-1] not in "]}"
+    ]
     assert missing == []
 
 

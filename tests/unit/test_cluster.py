@@ -11,8 +11,15 @@ from quantfleet.cluster.pools import group_pools, pool_for_selector
 from quantfleet.hardware import LabelError, node_labels_for
 
 
-def node(name: str, key: str | None, gpus: int = 8, *, ready: bool = True, cordoned: bool = False,
-         labels: dict[str, str] | None = None) -> dict[str, Any]:
+def node(
+    name: str,
+    key: str | None,
+    gpus: int = 8,
+    *,
+    ready: bool = True,
+    cordoned: bool = False,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
     lab = dict(labels if labels is not None else (node_labels_for(key, gpus) if key else {}))
     resource = "amd.com/gpu" if any(k.startswith("amd.com/") for k in lab) else "nvidia.com/gpu"
     alloc = {"cpu": "64", resource: str(gpus)} if key or labels else {"cpu": "64"}
@@ -24,11 +31,13 @@ def node(name: str, key: str | None, gpus: int = 8, *, ready: bool = True, cordo
 
 
 FLEET = [
-    node("h100-0", "H100-SXM"), node("h100-1", "H100-SXM"),
+    node("h100-0", "H100-SXM"),
+    node("h100-1", "H100-SXM"),
     node("b200-0", "B200"),
     node("l40s-0", "L40S", 4),
     node("a10g-0", "A10G", 1),
-    node("mi300x-0", "MI300X"), node("mi355x-0", "MI355X"),
+    node("mi300x-0", "MI300X"),
+    node("mi355x-0", "MI355X"),
     node("cpu-0", None),
 ]
 
@@ -103,9 +112,9 @@ def test_amd_pools_never_run_calibration() -> None:
 
 def test_gpu_count_from_model_size() -> None:
     # 70B BF16 = 141 GB; x1.25 headroom = 176 GB; on 80 GB GPUs (81559 MiB) -> 3 -> rounded to 4
-    assert gpus_needed(141_000_000_000, 81559, 8) == 4
-    assert gpus_needed(16_000_000_000, 81559, 8) == 1
-    assert gpus_needed(None, 81559, 8) == 1
+    assert gpus_needed(141_000_000_000, 81559) == 4
+    assert gpus_needed(16_000_000_000, 81559) == 1
+    assert gpus_needed(None, 81559) == 1
     placement = choose_calibration_pool(group_pools(FLEET), "fp8-dynamic", 141_000_000_000, False, None)
     assert placement.pool is not None and placement.pool.name == "h100-sxm" and placement.gpu_count == 4
     # 1 TB model does not fit on any node: 8 GPUs of 80 or 180 GB are not enough

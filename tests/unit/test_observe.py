@@ -12,8 +12,10 @@ def job(conditions: list[dict[str, str]] | None = None, active: int = 0) -> dict
 
 def pod(phase: str, terminated: dict | None = None, created: str = "2026-01-01T00:00:00Z") -> dict:
     state = {"terminated": terminated} if terminated else {"running": {}}
-    return {"metadata": {"name": "p", "creationTimestamp": created},
-            "status": {"phase": phase, "containerStatuses": [{"state": state}]}}
+    return {
+        "metadata": {"name": "p", "creationTimestamp": created},
+        "status": {"phase": phase, "containerStatuses": [{"state": state}]},
+    }
 
 
 def test_missing_pending_active() -> None:
@@ -23,14 +25,17 @@ def test_missing_pending_active() -> None:
 
 
 def test_succeeded_carries_the_termination_message() -> None:
-    obs = observe_job(job([{"type": "Complete", "status": "True"}]),
-                      [pod("Succeeded", {"exitCode": 0, "message": '{"schema": "x"}'})])
+    obs = observe_job(
+        job([{"type": "Complete", "status": "True"}]), [pod("Succeeded", {"exitCode": 0, "message": '{"schema": "x"}'})]
+    )
     assert obs.state == "succeeded" and obs.termination is not None and obs.termination.message == '{"schema": "x"}'
 
 
 def test_failed_reports_exit_code_and_message_of_newest_pod() -> None:
-    pods = [pod("Failed", {"exitCode": 1, "reason": "Error", "message": "old"}, "2026-01-01T00:00:00Z"),
-            pod("Failed", {"exitCode": 3, "reason": "Error", "message": "expert 7 starved"}, "2026-01-02T00:00:00Z")]
+    pods = [
+        pod("Failed", {"exitCode": 1, "reason": "Error", "message": "old"}, "2026-01-01T00:00:00Z"),
+        pod("Failed", {"exitCode": 3, "reason": "Error", "message": "expert 7 starved"}, "2026-01-02T00:00:00Z"),
+    ]
     obs = observe_job(job([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]), pods)
     assert obs.state == "failed" and obs.termination is not None
     assert obs.termination.exit_code == 3 and obs.termination.message == "expert 7 starved"

@@ -32,14 +32,26 @@ def render_case(spec: dict[str, Any]) -> list[dict[str, Any]]:
     if spec["kind"] == "calibration-job":
         recipe = CalibrationRecipe.model_validate(spec["recipe"])
         recipe_hash = recipe.content_hash()
-        target = storage_target(spec["name"], spec.get("destination"), recipe_hash, spec.get("storage_credentials_secret"))
+        target = storage_target(
+            spec["name"], spec.get("destination"), recipe_hash, spec.get("storage_credentials_secret")
+        )
         recipe = recipe.model_copy(update={"output_uri": target.in_pod_path})
         inp = CalibrationJobInput(
-            name=spec["name"], namespace=spec["namespace"], uid=spec["uid"], recipe=recipe, recipe_hash=recipe_hash,
-            checkpoint_format=spec["checkpoint_format"], storage=target, image=spec["image"],
-            node_selector=spec["node_selector"], gpu_resource=spec["gpu_resource"], gpu_count=spec["gpu_count"],
-            resources=spec.get("resources"), source_claim=spec.get("source_claim"),
-            source_credentials_secret=spec.get("source_credentials_secret"), retry_token=spec.get("retry_token"),
+            name=spec["name"],
+            namespace=spec["namespace"],
+            uid=spec["uid"],
+            recipe=recipe,
+            recipe_hash=recipe_hash,
+            checkpoint_format=spec["checkpoint_format"],
+            storage=target,
+            image=spec["image"],
+            node_selector=spec["node_selector"],
+            gpu_resource=spec["gpu_resource"],
+            gpu_count=spec["gpu_count"],
+            resources=spec.get("resources"),
+            source_claim=spec.get("source_claim"),
+            source_credentials_secret=spec.get("source_credentials_secret"),
+            retry_token=spec.get("retry_token"),
             pod_labels=spec.get("pod_labels") or {},
         )
         return [expected_job(inp)]

@@ -10,25 +10,24 @@ from typing import Literal
 
 from pydantic import Field
 
-from quantfleet.api.common import Condition, ConfigMapKeyRef, KubeModel, PodMetadata, Resources, SecretKeyRef, Toleration
+from quantfleet.api.common import (
+    Condition,
+    ConfigMapKeyRef,
+    KubeModel,
+    PodMetadata,
+    Resources,
+    SecretKeyRef,
+    Toleration,
+)
+from quantfleet.render.vllm_flags import EMITTED_FLAGS, KvCacheDtype
 
 Precision = Literal["auto", "bf16", "fp8", "fp8-block", "w4a16", "nvfp4", "mxfp4"]
-KVCacheDtype = Literal["auto", "bfloat16", "fp8_e4m3", "fp8_e5m2"]
+KVCacheDtype = KvCacheDtype
 
 MODEL_URI_PATTERN = r"^(hf://[A-Za-z0-9][A-Za-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-]*(@[^\s]+)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?|s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?)$"
 
-# vLLM flags derived from the decision; users may not set them through extraArgs.
-OPERATOR_OWNED_FLAGS = (
-    "--model",
-    "--quantization",
-    "--kv-cache-dtype",
-    "--gpu-memory-utilization",
-    "--max-model-len",
-    "--tensor-parallel-size",
-    "--served-model-name",
-    "--port",
-    "--host",
-)
+# vLLM flags derived from the decision; users may not set them through extraArgs (plus the legacy --model).
+OPERATOR_OWNED_FLAGS = tuple(sorted(EMITTED_FLAGS | {"--model"}))
 
 
 class QuantizedModelRef(KubeModel):
@@ -61,9 +60,7 @@ class ModelRef(KubeModel):
         default=None, description="Secret with HF_TOKEN or AWS credentials, exposed to vLLM as environment."
     )
 
-    cel = (
-        ("has(self.quantizedModelRef) != has(self.uri)", "spec.model: set exactly one of quantizedModelRef or uri"),
-    )
+    cel = (("has(self.quantizedModelRef) != has(self.uri)", "spec.model: set exactly one of quantizedModelRef or uri"),)
 
 
 class PoolSpec(KubeModel):
@@ -73,7 +70,9 @@ class PoolSpec(KubeModel):
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40, description="Pool name (DNS label), used in names."
     )
     node_selector: dict[str, str] = Field(min_length=1, description="Node labels that define the pool.")
-    replicas: int | None = Field(default=None, ge=0, le=1000, description="Replicas in this pool; default spec.replicas.")
+    replicas: int | None = Field(
+        default=None, ge=0, le=1000, description="Replicas in this pool; default spec.replicas."
+    )
     tolerations: list[Toleration] | None = Field(default=None, description="Tolerations for this pool's pods.")
 
 

@@ -62,7 +62,9 @@ class Quality(BaseModel):
 
 class ResultManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    schema_: Literal["quantfleet.io/calibration-result/v1"] = Field(alias="schema", default=MANIFEST_SCHEMA)
+    schema_: Literal["quantfleet.io/calibration-result/v1"] = Field(
+        alias="schema", default="quantfleet.io/calibration-result/v1"
+    )
     simulated: bool = Field(default=False, description="true when written by the sandbox's KWOK stage, not a real run")
     recipe_hash: str
     checkpoint_uri: str

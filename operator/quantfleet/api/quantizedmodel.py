@@ -21,7 +21,9 @@ from quantfleet.api.common import (
 )
 from quantfleet.api.recipe import Scheme
 
-SOURCE_URI_PATTERN = r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?|s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?)$"
+SOURCE_URI_PATTERN = (
+    r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?|s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?)$"
+)
 
 
 class HuggingFaceSource(KubeModel):

@@ -26,7 +26,9 @@ class CalibrationRecipe(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source_uri: str = Field(description="hf://<org>/<name>@<revision>, pvc://<claim>/<path>, s3://<bucket>/<key>, or a local path")
+    source_uri: str = Field(
+        description="hf://<org>/<name>@<revision>, pvc://<claim>/<path>, s3://<bucket>/<key>, or a local path"
+    )
     scheme: Scheme
     algorithm: W4A16Algorithm | None = Field(default=None, description="w4a16 only: gptq or awq")
     tool: Tool
@@ -35,12 +37,16 @@ class CalibrationRecipe(BaseModel):
     calibrate_all_experts: bool = True
     min_tokens_per_expert: int = Field(default=0, ge=0)
     kv_cache_fp8: bool = Field(default=False, description="calibrate FP8 KV-cache scales")
-    dataset: str = Field(default="builtin:python-stdlib", description="HF dataset name, local .txt/.jsonl path, or builtin:python-stdlib")
+    dataset: str = Field(
+        default="builtin:python-stdlib", description="HF dataset name, local .txt/.jsonl path, or builtin:python-stdlib"
+    )
     num_samples: int = Field(default=512, ge=1)
     max_seq_length: int = Field(default=2048, ge=16)
     seed: int = 0
     output_uri: str = Field(description="where the checkpoint is published: a directory path (PVC mount) or s3://")
-    max_perplexity_delta: float | None = Field(default=None, description="quality gate: max allowed ppl increase (ratio-1)")
+    max_perplexity_delta: float | None = Field(
+        default=None, description="quality gate: max allowed ppl increase (ratio-1)"
+    )
 
     def content_hash(self) -> str:
         """Hash of everything that affects the produced weights (not where they are written)."""

@@ -38,15 +38,18 @@ class Placement:
     reason: str
 
 
-def gpus_needed(bf16_weight_bytes: int | None, gpu_memory_mib: int, max_gpus: int) -> int:
-    """Smallest power of two of GPUs whose memory holds the BF16 model with headroom (1 if size unknown)."""
+def gpus_needed(bf16_weight_bytes: int | None, gpu_memory_mib: int) -> int:
+    """Smallest power of two of GPUs whose memory holds the BF16 model with headroom (1 if size unknown).
+
+    The caller compares the result with the pool's GPUs per node.
+    """
     if not bf16_weight_bytes:
         return 1
     need = math.ceil(bf16_weight_bytes * CALIBRATION_HEADROOM / (gpu_memory_mib * 2**20))
     count = 1
     while count < need:
         count *= 2
-    return count if count <= max_gpus else count  # caller checks against the pool
+    return count
 
 
 def choose_calibration_pool(
@@ -61,7 +64,7 @@ def choose_calibration_pool(
     blackwell_needed = all(p.facts.family == "blackwell" for p in native)
 
     def fits(pool: GpuPool) -> tuple[bool, int]:
-        count = override_gpus or gpus_needed(bf16_weight_bytes, pool.facts.memory_mib, pool.gpus_per_node)
+        count = override_gpus or gpus_needed(bf16_weight_bytes, pool.facts.memory_mib)
         return count <= pool.gpus_per_node, count
 
     def order(pool: GpuPool) -> tuple[int, int, str]:
@@ -89,7 +92,9 @@ def choose_calibration_pool(
         ok, count = fits(pool)
         if ok:
             return Placement(
-                pool, count, False,
+                pool,
+                count,
+                False,
                 f"{missing}; falling back to pool {pool.name} ({pool.facts.family}, allowFallback): calibration runs"
                 f" in emulation there, the checkpoint is the same but serving it natively still needs {wanted} GPUs",
             )

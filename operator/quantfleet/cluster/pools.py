@@ -73,7 +73,9 @@ def gpu_node(node: Mapping[str, Any]) -> GpuNode | None:
     allocatable = _int(status.get("allocatable", {}).get(resource))
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
     taints = node.get("spec", {}).get("taints") or []
-    blocking = any(t.get("effect") == "NoSchedule" and t.get("key", "").startswith("node.kubernetes.io/") for t in taints)
+    blocking = any(
+        t.get("effect") == "NoSchedule" and t.get("key", "").startswith("node.kubernetes.io/") for t in taints
+    )
     schedulable = not node.get("spec", {}).get("unschedulable", False) and not blocking
     return GpuNode(meta.get("name", ""), labels, facts, allocatable, schedulable, ready)
 
@@ -112,7 +114,7 @@ def group_pools(nodes: Iterable[Mapping[str, Any]]) -> ClusterGpus:
             continue
         grouped.setdefault(tuple(sorted(selector.items())), []).append(gnode)
     pools = []
-    for selector, members in sorted(grouped.items()):
+    for key, members in sorted(grouped.items()):
         members.sort(key=lambda n: n.name)
         usable = [n for n in members if n.ready and n.schedulable and n.allocatable_gpus > 0]
         facts = members[0].facts
@@ -120,7 +122,7 @@ def group_pools(nodes: Iterable[Mapping[str, Any]]) -> ClusterGpus:
             GpuPool(
                 name=pool_name(facts),
                 facts=facts,
-                node_selector=dict(selector),
+                node_selector=dict(key),
                 gpu_resource=NVIDIA_RESOURCE if facts.vendor == "nvidia" else AMD_RESOURCE,
                 nodes=tuple(n.name for n in members),
                 usable_nodes=tuple(n.name for n in usable),
@@ -144,8 +146,15 @@ def pool_for_selector(cluster: ClusterGpus, selector: Mapping[str, str], nodes: 
         )
     p = pools[0]
     usable = tuple(n for n in p.usable_nodes if n in names)
-    return GpuPool(p.name, p.facts, {**p.node_selector, **selector}, p.gpu_resource, tuple(sorted(names & set(p.nodes))),
-                   usable, p.gpus_per_node if usable else 0)
+    return GpuPool(
+        p.name,
+        p.facts,
+        {**p.node_selector, **selector},
+        p.gpu_resource,
+        tuple(sorted(names & set(p.nodes))),
+        usable,
+        p.gpus_per_node if usable else 0,
+    )
 
 
 def _matches(node: Mapping[str, Any], selector: Mapping[str, str]) -> bool:

@@ -67,8 +67,13 @@ def _run(kind: str, fn: Any, body: Any) -> None:
 
 
 def _plain(body: Any) -> dict[str, Any]:
-    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"), "metadata": dict(body["metadata"]),
-            "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {})}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": dict(body["metadata"]),
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
 
 
 # ---- QuantizedModel -------------------------------------------------------------------------------
@@ -92,7 +97,7 @@ def qm_deleted(body: kopf.Body, started: Any, **_: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_QM: kopf.PRESENT})
-def qm_child_job(body: kopf.Body, namespace: str, **_: Any) -> None:
+def qm_child_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     _reconcile_owner("QuantizedModel", quantizedmodel.reconcile, body, namespace)
 
 
@@ -110,12 +115,12 @@ def isvc_resync(body: kopf.Body, **_: Any) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_ISVC: kopf.PRESENT})
-def isvc_child_deployment(body: kopf.Body, namespace: str, **_: Any) -> None:
+def isvc_child_deployment(body: kopf.Body, namespace: str | None, **_: Any) -> None:
     _reconcile_owner("InferenceService", inferenceservice.reconcile, body, namespace)
 
 
 @kopf.on.event(*QM)
-def qm_for_services(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+def qm_for_services(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
     """A QuantizedModel that becomes Ready unblocks the InferenceServices waiting for it."""
     ctx = context()
     for isvc in ctx.kube.list("InferenceService", namespace):
@@ -124,7 +129,7 @@ def qm_for_services(body: kopf.Body, namespace: str, name: str, **_: Any) -> Non
             _run("InferenceService", inferenceservice.reconcile, isvc)
 
 
-def _reconcile_owner(kind: str, fn: Any, child: Any, namespace: str) -> None:
+def _reconcile_owner(kind: str, fn: Any, child: Any, namespace: str | None) -> None:
     for ref in child.get("metadata", {}).get("ownerReferences") or []:
         if ref.get("kind") == kind and ref.get("controller"):
             owner = context().kube.get(kind, ref["name"], namespace)

@@ -67,7 +67,9 @@ def _config(ctx: Context, ns: str, name: str, key: str) -> ModelArch:
     try:
         return parse_model_config(json.loads(cm["data"][key]))
     except (json.JSONDecodeError, ConfigError) as exc:
-        raise Blocked("SpecInvalid", f"ConfigMap {name}/{key} is not a usable config.json: {exc}", invalid=True) from exc
+        raise Blocked(
+            "SpecInvalid", f"ConfigMap {name}/{key} is not a usable config.json: {exc}", invalid=True
+        ) from exc
 
 
 def resolve_model(ctx: Context, ns: str, name: str, spec: InferenceServiceSpec) -> ResolvedModel:
@@ -82,20 +84,29 @@ def resolve_model(ctx: Context, ns: str, name: str, spec: InferenceServiceSpec) 
         ckpt = st.get("checkpoint") or {}
         if not is_true(st.get("conditions"), "Ready") or not ckpt.get("uri"):
             phase = st.get("phase") or "Pending"
-            raise Blocked("WaitingForQuantizedModel", f"QuantizedModel {qm_name} is not Ready yet (phase {phase})",
-                          waiting=True)
+            raise Blocked(
+                "WaitingForQuantizedModel", f"QuantizedModel {qm_name} is not Ready yet (phase {phase})", waiting=True
+            )
         qspec = qm.get("spec") or {}
         source = qspec.get("source") or {}
         hf = source.get("huggingFace")
         base = f"hf://{hf['repo']}@{hf.get('revision', 'main')}" if hf else source.get("uri")
         cref = model.config_ref.wire() if model.config_ref else source.get("modelConfigRef")
         if not cref:
-            raise Blocked("ModelConfigMissing", f"neither spec.model.configRef nor QuantizedModel {qm_name}"
-                          " .spec.source.modelConfigRef names a config.json to plan capacity with", invalid=True)
+            raise Blocked(
+                "ModelConfigMissing",
+                f"neither spec.model.configRef nor QuantizedModel {qm_name}"
+                " .spec.source.modelConfigRef names a config.json to plan capacity with",
+                invalid=True,
+            )
         arch = _config(ctx, ns, cref["name"], cref.get("key", "config.json"))
         try:
-            checkpoint = Checkpoint(scheme=qspec["scheme"], format=ckpt["format"], uri=ckpt["uri"],
-                                    kv_cache_scales=bool(qspec.get("kvCacheScales")))
+            checkpoint = Checkpoint(
+                scheme=qspec["scheme"],
+                format=ckpt["format"],
+                uri=ckpt["uri"],
+                kv_cache_scales=bool(qspec.get("kvCacheScales")),
+            )
         except PlanError as exc:
             raise Blocked("SpecInvalid", str(exc), invalid=True) from exc
         creds = model.credentials_secret.name if model.credentials_secret else None
@@ -147,8 +158,9 @@ def _pool_decision(name: str, pool: GpuPool, d: Decision, model: ResolvedModel, 
     }
 
 
-def plan_pools(name: str, spec: InferenceServiceSpec, model: ResolvedModel, cluster: ClusterGpus,
-               nodes: list[Obj]) -> list[Obj]:
+def plan_pools(
+    name: str, spec: InferenceServiceSpec, model: ResolvedModel, cluster: ClusterGpus, nodes: list[Obj]
+) -> list[Obj]:
     """Per-pool decisions. Raises Blocked when the request cannot be honoured (nothing is half-applied)."""
     if spec.pools:
         out = []
@@ -163,10 +175,18 @@ def plan_pools(name: str, spec: InferenceServiceSpec, model: ResolvedModel, clus
                 d = decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
             except PlanError as exc:
                 raise Blocked("CannotHonour", f"pool {p.name} ({short_name(pool.facts)}): {exc}") from exc
-            pool = GpuPool(p.name, pool.facts, pool.node_selector, pool.gpu_resource, pool.nodes, pool.usable_nodes,
-                           pool.gpus_per_node)
-            out.append(_pool_decision(p.name, pool, d, model, p.replicas if p.replicas is not None else spec.replicas,
-                                      name))
+            pool = GpuPool(
+                p.name,
+                pool.facts,
+                pool.node_selector,
+                pool.gpu_resource,
+                pool.nodes,
+                pool.usable_nodes,
+                pool.gpus_per_node,
+            )
+            out.append(
+                _pool_decision(p.name, pool, d, model, p.replicas if p.replicas is not None else spec.replicas, name)
+            )
         return out
     ranked: list[tuple[tuple[int, float, str], Obj]] = []
     refusals: list[str] = []
@@ -189,8 +209,15 @@ def plan_pools(name: str, spec: InferenceServiceSpec, model: ResolvedModel, clus
 
 
 def plan_hash(spec: InferenceServiceSpec, model: ResolvedModel, replan: str | None) -> str:
-    return short_hash({"spec": spec.wire(), "checkpoint": model.checkpoint.uri if model.checkpoint else None,
-                       "base": model.base_uri, "replan": replan or ""}, 16)
+    return short_hash(
+        {
+            "spec": spec.wire(),
+            "checkpoint": model.checkpoint.uri if model.checkpoint else None,
+            "base": model.base_uri,
+            "replan": replan or "",
+        },
+        16,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ reconcile
@@ -213,8 +240,16 @@ def _reconcile(ctx: Context, body: Obj) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         msg = "spec." + ".".join(str(p) for p in first["loc"]) + f": {first['msg']}"
-        _write(ctx, body, {}, [Cond("Ready", "False", "SpecInvalid", msg), Cond("Progressing", "False", "SpecInvalid"),
-                                Cond("Degraded", "False", "SpecInvalid")])
+        _write(
+            ctx,
+            body,
+            {},
+            [
+                Cond("Ready", "False", "SpecInvalid", msg),
+                Cond("Progressing", "False", "SpecInvalid"),
+                Cond("Degraded", "False", "SpecInvalid"),
+            ],
+        )
         return
     nodes = ctx.nodes()
     cluster = group_pools(nodes)
@@ -230,14 +265,25 @@ def _reconcile(ctx: Context, body: Obj) -> None:
             fresh = True
     except Blocked as exc:
         log.info("inferenceservice not planned object=%s/%s reason=%s message=%s", ns, name, exc.reason, exc)
-        cond_model = Cond("ModelReady", "False" if exc.waiting else "True", exc.reason if exc.waiting else "Resolved",
-                          str(exc) if exc.waiting else "")
+        cond_model = Cond(
+            "ModelReady",
+            "False" if exc.waiting else "True",
+            exc.reason if exc.waiting else "Resolved",
+            str(exc) if exc.waiting else "",
+        )
         # Existing Deployments keep serving (nothing torn down); status says why nothing new is rolled out.
         observed = _observe(ctx, ns, name, keep.get("decisions") or [])
-        _write(ctx, body, {**keep, **observed},
-               [Cond("Ready", "False", exc.reason, str(exc)),
+        _write(
+            ctx,
+            body,
+            {**keep, **observed},
+            [
+                Cond("Ready", "False", exc.reason, str(exc)),
                 Cond("Progressing", "False", exc.reason, str(exc)),
-                Cond("Degraded", "False", "AsPlanned"), cond_model])
+                Cond("Degraded", "False", "AsPlanned"),
+                cond_model,
+            ],
+        )
         return
 
     svc = ServiceInput(
@@ -258,10 +304,15 @@ def _reconcile(ctx: Context, body: Obj) -> None:
     desired = []
     for d in decisions:
         roll = PoolRollout(
-            pool=d["pool"], node_selector=d["nodeSelector"], gpu_resource=d["gpuResource"],
-            tensor_parallel_size=d["tensorParallelSize"], kv_cache_dtype=d["kvCacheDtype"],
-            quantization=d.get("quantization"), model=ModelLocation(d["modelUri"]),
-            replicas=d["replicas"], tolerations=pool_tolerations.get(d["pool"], ()),
+            pool=d["pool"],
+            node_selector=d["nodeSelector"],
+            gpu_resource=d["gpuResource"],
+            tensor_parallel_size=d["tensorParallelSize"],
+            kv_cache_dtype=d["kvCacheDtype"],
+            quantization=d.get("quantization"),
+            model=ModelLocation(d["modelUri"]),
+            replicas=d["replicas"],
+            tolerations=pool_tolerations.get(d["pool"], ()),
         )
         desired.append(expected_deployment(svc, roll))
     try:
@@ -270,22 +321,38 @@ def _reconcile(ctx: Context, body: Obj) -> None:
         ctx.kube.apply(expected_service(svc), owner_uid=meta["uid"])
         ctx.kube.apply(expected_pdb(svc), owner_uid=meta["uid"])
     except NotOwned as exc:
-        _write(ctx, body, keep, [Cond("Ready", "False", "ResourceConflict", str(exc)),
-                                 Cond("Progressing", "False", "ResourceConflict", str(exc)),
-                                 Cond("Degraded", "True", "ResourceConflict", str(exc))])
+        _write(
+            ctx,
+            body,
+            keep,
+            [
+                Cond("Ready", "False", "ResourceConflict", str(exc)),
+                Cond("Progressing", "False", "ResourceConflict", str(exc)),
+                Cond("Degraded", "True", "ResourceConflict", str(exc)),
+            ],
+        )
         return
     wanted_names = {dep["metadata"]["name"] for dep in desired}
-    for dep in ctx.kube.list("Deployment", ns, {LABEL_MANAGED_BY: MANAGED_BY, LABEL_ISVC: name,
-                                                 LABEL_COMPONENT: "vllm"}):
+    for dep in ctx.kube.list(
+        "Deployment", ns, {LABEL_MANAGED_BY: MANAGED_BY, LABEL_ISVC: name, LABEL_COMPONENT: "vllm"}
+    ):
         if dep["metadata"]["name"] not in wanted_names:
             ctx.kube.delete("Deployment", dep["metadata"]["name"], ns)
-            ctx.event(body, "Normal", "DeploymentRemoved", f"deleted Deployment {dep['metadata']['name']}: pool no"
-                      " longer selected")
+            ctx.event(
+                body,
+                "Normal",
+                "DeploymentRemoved",
+                f"deleted Deployment {dep['metadata']['name']}: pool no longer selected",
+            )
     if fresh:
         for d in decisions:
-            ctx.event(body, "Normal", "DecisionMade",
-                      f"pool {d['pool']}: {d['precision']} weights, {d['kvCacheDtype']} KV cache, TP"
-                      f" {d['tensorParallelSize']}: {d['reason']}"[:1000])
+            ctx.event(
+                body,
+                "Normal",
+                "DecisionMade",
+                f"pool {d['pool']}: {d['precision']} weights, {d['kvCacheDtype']} KV cache, TP"
+                f" {d['tensorParallelSize']}: {d['reason']}"[:1000],
+            )
     observed = _observe(ctx, ns, name, decisions)
     degraded = _degraded(cluster, observed["decisions"])
     total = sum(d["replicas"] for d in observed["decisions"])
@@ -295,12 +362,24 @@ def _reconcile(ctx: Context, body: Obj) -> None:
         d.pop("updating", None)
     conds = [
         Cond("ModelReady", "True", "Resolved", f"serving {', '.join(sorted({d['modelUri'] for d in decisions}))}"),
-        Cond("Progressing", "True" if progressing else "False", "RollingOut" if progressing else "Complete",
-             f"{ready}/{total} replicas ready"),
-        Cond("Degraded", "True" if degraded else "False", "PoolUnavailable" if degraded else "AsPlanned",
-             degraded or "every pinned pool is available"),
-        Cond("Ready", "True" if ready >= total and not progressing else "False",
-             "Serving" if ready >= total and not progressing else "RollingOut", f"{ready}/{total} replicas ready"),
+        Cond(
+            "Progressing",
+            "True" if progressing else "False",
+            "RollingOut" if progressing else "Complete",
+            f"{ready}/{total} replicas ready",
+        ),
+        Cond(
+            "Degraded",
+            "True" if degraded else "False",
+            "PoolUnavailable" if degraded else "AsPlanned",
+            degraded or "every pinned pool is available",
+        ),
+        Cond(
+            "Ready",
+            "True" if ready >= total and not progressing else "False",
+            "Serving" if ready >= total and not progressing else "RollingOut",
+            f"{ready}/{total} replicas ready",
+        ),
     ]
     fields = {
         **observed,
@@ -338,8 +417,9 @@ def _degraded(cluster: ClusterGpus, decisions: list[Obj]) -> str:
         elif not pool.usable:
             problems.append(f"pool {d['pool']}: no Ready, schedulable node (cordoned or NotReady)")
         elif pool.gpus_per_node < d["tensorParallelSize"]:
-            problems.append(f"pool {d['pool']}: {pool.gpus_per_node} allocatable GPUs per node < TP"
-                            f" {d['tensorParallelSize']}")
+            problems.append(
+                f"pool {d['pool']}: {pool.gpus_per_node} allocatable GPUs per node < TP {d['tensorParallelSize']}"
+            )
     if problems:
         return "; ".join(problems) + f". The pinned decision is kept; set annotation {REPLAN_ANNOTATION} to re-plan"
     return ""
@@ -349,15 +429,17 @@ def _write(ctx: Context, body: Obj, fields: Obj, conds: list[Cond]) -> None:
     meta = body["metadata"]
     prev: Obj = body.get("status") or {}
     conditions = merge_conditions(prev.get("conditions"), conds, ctx.now(), meta.get("generation"))
-    new = {**{k: v for k, v in fields.items() if v is not None}, "conditions": conditions,
-           "observedGeneration": meta.get("generation")}
+    new = {
+        **{k: v for k, v in fields.items() if v is not None},
+        "conditions": conditions,
+        "observedGeneration": meta.get("generation"),
+    }
     if prev == new:
         return
     ctx.kube.patch_status("InferenceService", meta["name"], meta["namespace"], status_patch(prev, new))
     for cond in transitions(prev.get("conditions"), conditions):
-        if cond["type"] == "Ready" and cond["status"] == "False" and cond["reason"] not in ("RollingOut",):
-            ctx.event(body, "Warning", cond["reason"], cond.get("message") or cond["reason"])
-        elif cond["type"] == "Degraded" and cond["status"] == "True":
+        failing = cond["type"] == "Ready" and cond["status"] == "False" and cond["reason"] != "RollingOut"
+        if failing or (cond["type"] == "Degraded" and cond["status"] == "True"):
             ctx.event(body, "Warning", cond["reason"], cond.get("message") or cond["reason"])
         elif cond["type"] == "Ready" and cond["status"] == "True":
             ctx.event(body, "Normal", "Serving", cond.get("message") or "")

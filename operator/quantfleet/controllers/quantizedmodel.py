@@ -23,7 +23,6 @@ from quantfleet.api.recipe import CalibrationRecipe
 from quantfleet.cluster.placement import choose_calibration_pool
 from quantfleet.cluster.pools import group_pools
 from quantfleet.controllers.context import Context, status_patch
-from quantfleet.kube.api import NotOwned
 from quantfleet.observe.jobs import JobObservation, observe_job
 from quantfleet.planning import ConfigError, ModelArch, PlanError, parse_model_config, weight_bytes
 from quantfleet.planning.tools import choose_tool
@@ -50,8 +49,16 @@ TOOL_REASON_ANNOTATION = "quantfleet.io/tool-reason"
 Obj = dict[str, Any]
 # Stand-in architecture for tool choice when the spec gives no config.json (sizes are never used from it).
 UNKNOWN_DENSE = parse_model_config(
-    {"model_type": "unknown", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
-     "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 32000, "max_position_embeddings": 8192}
+    {
+        "model_type": "unknown",
+        "hidden_size": 4096,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 14336,
+        "vocab_size": 32000,
+        "max_position_embeddings": 8192,
+    }
 )
 
 
@@ -117,8 +124,11 @@ def make_plan(ctx: Context, body: Obj) -> Plan:
     except PlanError as exc:
         raise Invalid("SpecInvalid", str(exc)) from exc
     if arch is None:
-        choice = replace(choice, reason=choice.reason + "; model config unknown (no spec.source.modelConfigRef): treated"
-                         " as dense, MoE routers are guarded by the calibration program from the loaded config")
+        choice = replace(
+            choice,
+            reason=choice.reason + "; model config unknown (no spec.source.modelConfigRef): treated"
+            " as dense, MoE routers are guarded by the calibration program from the loaded config",
+        )
     if spec.storage and spec.storage.destination and spec.storage.destination.startswith("pvc://"):
         try:
             parse_pvc_uri(spec.storage.destination)
@@ -177,9 +187,16 @@ def _reconcile(ctx: Context, body: Obj) -> None:
         plan = make_plan(ctx, body)
     except Invalid as exc:
         log.warning("quantizedmodel spec rejected object=%s/%s reason=%s message=%s", ns, name, exc.reason, exc)
-        write_status(ctx, body, {"phase": "Failed" if exc.reason == "SpecInvalid" else "Pending"},
-                     [Cond("Ready", "False", exc.reason, str(exc)), Cond("Calibrating", "False", exc.reason),
-                      Cond("Failed", "True" if exc.reason == "SpecInvalid" else "False", exc.reason, str(exc))])
+        write_status(
+            ctx,
+            body,
+            {"phase": "Failed" if exc.reason == "SpecInvalid" else "Pending"},
+            [
+                Cond("Ready", "False", exc.reason, str(exc)),
+                Cond("Calibrating", "False", exc.reason),
+                Cond("Failed", "True" if exc.reason == "SpecInvalid" else "False", exc.reason, str(exc)),
+            ],
+        )
         return
 
     base: Obj = {
@@ -190,18 +207,26 @@ def _reconcile(ctx: Context, body: Obj) -> None:
     }
     jobs = ctx.kube.list("Job", ns, {**selector_labels(name), LABEL_COMPONENT: "calibration"})
     # A spec change (or retry) makes every other calibration Job of this object obsolete.
-    for job in jobs:
-        if job["metadata"]["name"] != plan.job_name and not job["metadata"].get("deletionTimestamp"):
-            ctx.kube.delete("Job", job["metadata"]["name"], ns)
-            ctx.event(body, "Normal", "ObsoleteJobDeleted",
-                      f"deleted calibration Job {job['metadata']['name']}: the recipe changed (now {plan.job_name})")
-    job = next((j for j in jobs if j["metadata"]["name"] == plan.job_name), None)
+    for old in jobs:
+        if old["metadata"]["name"] != plan.job_name and not old["metadata"].get("deletionTimestamp"):
+            ctx.kube.delete("Job", old["metadata"]["name"], ns)
+            ctx.event(
+                body,
+                "Normal",
+                "ObsoleteJobDeleted",
+                f"deleted calibration Job {old['metadata']['name']}: the recipe changed (now {plan.job_name})",
+            )
+    job: Obj | None = next((j for j in jobs if j["metadata"]["name"] == plan.job_name), None)
 
     # Already have a validated checkpoint for exactly this recipe (the Job may have been cleaned up by TTL).
     prev_ckpt = prev.get("checkpoint") or {}
     if job is None and prev_ckpt.get("recipeHash") == plan.recipe_hash and is_true(prev.get("conditions"), "Ready"):
-        write_status(ctx, body, {**base, **_carry(prev), "phase": "Ready", "checkpoint": prev_ckpt},
-                     _ready_conditions(plan, prev.get("quality")))
+        write_status(
+            ctx,
+            body,
+            {**base, **_carry(prev), "phase": "Ready", "checkpoint": prev_ckpt},
+            _ready_conditions(plan, prev.get("quality")),
+        )
         return
     if job is None:
         donor = _find_donor(ctx, ns, name, plan.recipe_hash)
@@ -209,15 +234,26 @@ def _reconcile(ctx: Context, body: Obj) -> None:
             ckpt = {**donor["status"]["checkpoint"], "reusedFrom": donor["metadata"]["name"]}
             carry = {k: donor["status"][k] for k in ("expertCoverage", "quality", "pool") if donor["status"].get(k)}
             msg = f"reusing checkpoint {ckpt['uri']} of QuantizedModel {donor['metadata']['name']} (same recipe hash)"
-            write_status(ctx, body, {**base, **carry, "phase": "Ready", "checkpoint": ckpt,
-                                     "placementReason": msg},
-                         [Cond("Ready", "True", "CheckpointReused", msg), Cond("Calibrating", "False", "Reused"),
-                          Cond("Failed", "False", "Reused"), *_gate_conditions(plan, carry.get("quality"))])
+            write_status(
+                ctx,
+                body,
+                {**base, **carry, "phase": "Ready", "checkpoint": ckpt, "placementReason": msg},
+                [
+                    Cond("Ready", "True", "CheckpointReused", msg),
+                    Cond("Calibrating", "False", "Reused"),
+                    Cond("Failed", "False", "Reused"),
+                    *_gate_conditions(plan, carry.get("quality")),
+                ],
+            )
             return
-        if (prev.get("jobName") == plan.job_name and is_true(prev.get("conditions"), "Failed")):
+        if prev.get("jobName") == plan.job_name and is_true(prev.get("conditions"), "Failed"):
             # The failed Job was cleaned up (TTL): stay failed until the spec or the retry annotation changes.
-            write_status(ctx, body, {**base, **_carry(prev), "phase": "Failed", "jobName": plan.job_name},
-                         _carry_conditions(prev))
+            write_status(
+                ctx,
+                body,
+                {**base, **_carry(prev), "phase": "Failed", "jobName": plan.job_name},
+                _carry_conditions(prev),
+            )
             return
         job = _create_job(ctx, body, plan, base)
         if job is None:
@@ -226,8 +262,12 @@ def _reconcile(ctx: Context, body: Obj) -> None:
     pods = ctx.kube.list("Pod", ns, {"job-name": plan.job_name})
     obs = observe_job(job, pods)
     annotations = job["metadata"].get("annotations") or {}
-    placed = {**base, "jobName": plan.job_name, "pool": annotations.get(POOL_ANNOTATION),
-              "placementReason": annotations.get(PLACEMENT_ANNOTATION)}
+    placed = {
+        **base,
+        "jobName": plan.job_name,
+        "pool": annotations.get(POOL_ANNOTATION),
+        "placementReason": annotations.get(PLACEMENT_ANNOTATION),
+    }
     write_status(ctx, body, *status_from_job(plan, obs, placed))
 
 
@@ -242,9 +282,13 @@ def _carry_conditions(prev: Obj) -> list[Cond]:
 def _find_donor(ctx: Context, ns: str, name: str, recipe_hash: str) -> Obj | None:
     for other in ctx.kube.list("QuantizedModel", ns):
         st = other.get("status") or {}
-        if (other["metadata"]["name"] != name and (st.get("checkpoint") or {}).get("recipeHash") == recipe_hash
-                and not (st.get("checkpoint") or {}).get("reusedFrom") and is_true(st.get("conditions"), "Ready")
-                and not other["metadata"].get("deletionTimestamp")):
+        if (
+            other["metadata"]["name"] != name
+            and (st.get("checkpoint") or {}).get("recipeHash") == recipe_hash
+            and not (st.get("checkpoint") or {}).get("reusedFrom")
+            and is_true(st.get("conditions"), "Ready")
+            and not other["metadata"].get("deletionTimestamp")
+        ):
             return other
     return None
 
@@ -264,16 +308,28 @@ def _create_job(ctx: Context, body: Obj, plan: Plan, base: Obj) -> Obj | None:
         pool_name, gpus = "custom", override or 1
         reason = f"spec.placement.nodeSelector {selector} (automatic pool choice skipped)"
     else:
-        placement = choose_calibration_pool(cluster, spec.scheme, bf16, bool(placement_spec and placement_spec.allow_fallback),
-                                            override)
+        placement = choose_calibration_pool(
+            cluster, spec.scheme, bf16, bool(placement_spec and placement_spec.allow_fallback), override
+        )
         if placement.pool is None:
-            write_status(ctx, body, {**base, "phase": "Pending", "placementReason": placement.reason},
-                         [Cond("Ready", "False", "NoSuitablePool", placement.reason),
-                          Cond("Calibrating", "False", "NoSuitablePool", placement.reason),
-                          Cond("Failed", "False", "NoSuitablePool")])
+            write_status(
+                ctx,
+                body,
+                {**base, "phase": "Pending", "placementReason": placement.reason},
+                [
+                    Cond("Ready", "False", "NoSuitablePool", placement.reason),
+                    Cond("Calibrating", "False", "NoSuitablePool", placement.reason),
+                    Cond("Failed", "False", "NoSuitablePool"),
+                ],
+            )
             return None
         selector = dict(placement.pool.node_selector)
-        gpu_resource, pool_name, gpus, reason = placement.pool.gpu_resource, placement.pool.name, placement.gpu_count, placement.reason
+        gpu_resource, pool_name, gpus, reason = (
+            placement.pool.gpu_resource,
+            placement.pool.name,
+            placement.gpu_count,
+            placement.reason,
+        )
     src_claim = None
     source = spec.source.uri or ""
     if source.startswith("pvc://"):
@@ -301,24 +357,40 @@ def _create_job(ctx: Context, body: Obj, plan: Plan, base: Obj) -> Obj | None:
         pod_annotations=(pod_meta.annotations or {}) if pod_meta else {},
     )
     job = expected_job(inp)
-    job["metadata"]["annotations"].update({POOL_ANNOTATION: pool_name, PLACEMENT_ANNOTATION: reason,
-                                           TOOL_REASON_ANNOTATION: plan.tool_reason})
+    job["metadata"]["annotations"].update(
+        {POOL_ANNOTATION: pool_name, PLACEMENT_ANNOTATION: reason, TOOL_REASON_ANNOTATION: plan.tool_reason}
+    )
     if plan.storage.claim == default_claim_name(name) and not (spec.storage and spec.storage.destination):
-        pvc = expected_pvc(name, ns, spec.storage.size if spec.storage else "100Gi",
-                           spec.storage.storage_class_name if spec.storage else None)
+        pvc = expected_pvc(
+            name,
+            ns,
+            spec.storage.size if spec.storage else "100Gi",
+            spec.storage.storage_class_name if spec.storage else None,
+        )
         existing = ctx.kube.get("PersistentVolumeClaim", pvc["metadata"]["name"], ns)
         if existing is None:
             ctx.kube.apply(pvc)
         elif (existing["metadata"].get("labels") or {}).get("quantfleet.io/quantizedmodel") != name:
             msg = f"PersistentVolumeClaim {pvc['metadata']['name']} exists and is not managed by this QuantizedModel"
-            write_status(ctx, body, {**base, "phase": "Failed"},
-                         [Cond("Ready", "False", "StorageConflict", msg), Cond("Calibrating", "False", "StorageConflict"),
-                          Cond("Failed", "True", "StorageConflict", msg)])
+            write_status(
+                ctx,
+                body,
+                {**base, "phase": "Failed"},
+                [
+                    Cond("Ready", "False", "StorageConflict", msg),
+                    Cond("Calibrating", "False", "StorageConflict"),
+                    Cond("Failed", "True", "StorageConflict", msg),
+                ],
+            )
             return None
     created = ctx.kube.create(job)
     if created is not None:
-        ctx.event(body, "Normal", "CalibrationStarted",
-                  f"created Job {plan.job_name} on pool {pool_name} ({gpus} GPU): {reason}")
+        ctx.event(
+            body,
+            "Normal",
+            "CalibrationStarted",
+            f"created Job {plan.job_name} on pool {pool_name} ({gpus} GPU): {reason}",
+        )
         log.info("calibration job created object=%s/%s job=%s pool=%s", ns, name, plan.job_name, pool_name)
         return created
     return ctx.kube.get("Job", plan.job_name, ns)
@@ -343,13 +415,23 @@ def _gate_conditions(plan: Plan, quality: Obj | None) -> list[Cond]:
     if not quality:
         return [Cond("QualityGate", "Unknown", "NotMeasured", "no quality metrics yet")]
     ok = quality.get("gate") == "Passed"
-    return [Cond("QualityGate", "True" if ok else "False", "Passed" if ok else "ThresholdExceeded",
-                 f"perplexity delta {quality.get('delta')} (max {gate.max_perplexity_delta})")]
+    return [
+        Cond(
+            "QualityGate",
+            "True" if ok else "False",
+            "Passed" if ok else "ThresholdExceeded",
+            f"perplexity delta {quality.get('delta')} (max {gate.max_perplexity_delta})",
+        )
+    ]
 
 
 def _ready_conditions(plan: Plan, quality: Obj | None) -> list[Cond]:
-    return [Cond("Ready", "True", "CheckpointReady", "checkpoint validated"), Cond("Calibrating", "False", "Done"),
-            Cond("Failed", "False", "Done"), *_gate_conditions(plan, quality)]
+    return [
+        Cond("Ready", "True", "CheckpointReady", "checkpoint validated"),
+        Cond("Calibrating", "False", "Done"),
+        Cond("Failed", "False", "Done"),
+        *_gate_conditions(plan, quality),
+    ]
 
 
 def checkpoint_from_manifest(plan: Plan, manifest: ResultManifest) -> tuple[Obj, Obj | None, Obj | None]:
@@ -366,14 +448,25 @@ def checkpoint_from_manifest(plan: Plan, manifest: ResultManifest) -> tuple[Obj,
     if manifest.simulated:
         ckpt["simulated"] = True
     cov = manifest.expert_coverage
-    coverage = ({"numExperts": cov.num_experts, "routedMin": cov.routed_min, "calibratedMin": cov.calibrated_min,
-                 "allExperts": cov.all_experts} if cov else None)
+    coverage = (
+        {
+            "numExperts": cov.num_experts,
+            "routedMin": cov.routed_min,
+            "calibratedMin": cov.calibrated_min,
+            "allExperts": cov.all_experts,
+        }
+        if cov
+        else None
+    )
     quality = None
     if manifest.quality is not None:
         q = manifest.quality
         gate = plan.spec.quality_gate
-        quality = {"perplexityBase": f"{q.perplexity_base:.4f}", "perplexityQuantized": f"{q.perplexity_quantized:.4f}",
-                   "delta": f"{q.delta:.4f}"}
+        quality = {
+            "perplexityBase": f"{q.perplexity_base:.4f}",
+            "perplexityQuantized": f"{q.perplexity_quantized:.4f}",
+            "delta": f"{q.delta:.4f}",
+        }
         if gate is not None:
             quality["gate"] = "Passed" if q.delta <= gate.max_perplexity_delta else "Failed"
     return ckpt, coverage, quality
@@ -382,9 +475,15 @@ def checkpoint_from_manifest(plan: Plan, manifest: ResultManifest) -> tuple[Obj,
 def status_from_job(plan: Plan, obs: JobObservation, base: Obj) -> tuple[Obj, list[Cond]]:
     if obs.state in ("pending", "active"):
         msg = f"Job {obs.name}: {obs.detail}"
-        return ({**base, "phase": "Calibrating"},
-                [Cond("Ready", "False", "Calibrating", msg), Cond("Calibrating", "True", obs.state.capitalize(), msg),
-                 Cond("Failed", "False", "Calibrating"), *_gate_conditions(plan, None)])
+        return (
+            {**base, "phase": "Calibrating"},
+            [
+                Cond("Ready", "False", "Calibrating", msg),
+                Cond("Calibrating", "True", obs.state.capitalize(), msg),
+                Cond("Failed", "False", "Calibrating"),
+                *_gate_conditions(plan, None),
+            ],
+        )
     if obs.state == "failed":
         term = obs.termination
         detail = obs.detail
@@ -392,10 +491,16 @@ def status_from_job(plan: Plan, obs: JobObservation, base: Obj) -> tuple[Obj, li
             detail = f"pod exited with code {term.exit_code} ({term.reason or 'Error'}): {term.message or 'no message'}"
             if obs.detail:
                 detail += f" [{obs.detail}]"
-        msg = f"calibration Job {obs.name} failed: {detail}. Change the spec or set annotation {RETRY_ANNOTATION} to retry"
-        return ({**base, "phase": "Failed"},
-                [Cond("Ready", "False", "CalibrationFailed", msg), Cond("Calibrating", "False", "CalibrationFailed"),
-                 Cond("Failed", "True", "CalibrationFailed", msg), *_gate_conditions(plan, None)])
+        msg = f"calibration Job {obs.name} failed: {detail}. Change the spec or set annotation {RETRY_ANNOTATION}"
+        return (
+            {**base, "phase": "Failed"},
+            [
+                Cond("Ready", "False", "CalibrationFailed", msg),
+                Cond("Calibrating", "False", "CalibrationFailed"),
+                Cond("Failed", "True", "CalibrationFailed", msg),
+                *_gate_conditions(plan, None),
+            ],
+        )
     # succeeded
     text = obs.termination.message if obs.termination else ""
     try:
@@ -405,13 +510,20 @@ def status_from_job(plan: Plan, obs: JobObservation, base: Obj) -> tuple[Obj, li
         if manifest.recipe_hash != plan.recipe_hash:
             raise ManifestError(f"manifest is for recipe {manifest.recipe_hash[:12]}, expected {plan.recipe_hash[:12]}")
         if manifest.scheme != plan.recipe.scheme or manifest.tool != plan.recipe.tool:
-            raise ManifestError(f"manifest reports {manifest.scheme}/{manifest.tool}, expected"
-                                f" {plan.recipe.scheme}/{plan.recipe.tool}")
+            raise ManifestError(
+                f"manifest reports {manifest.scheme}/{manifest.tool}, expected {plan.recipe.scheme}/{plan.recipe.tool}"
+            )
     except ManifestError as exc:
         msg = f"Job {obs.name} completed but its checkpoint cannot be trusted: {exc}"
-        return ({**base, "phase": "Failed"},
-                [Cond("Ready", "False", "InvalidManifest", msg), Cond("Calibrating", "False", "InvalidManifest"),
-                 Cond("Failed", "True", "InvalidManifest", msg), *_gate_conditions(plan, None)])
+        return (
+            {**base, "phase": "Failed"},
+            [
+                Cond("Ready", "False", "InvalidManifest", msg),
+                Cond("Calibrating", "False", "InvalidManifest"),
+                Cond("Failed", "True", "InvalidManifest", msg),
+                *_gate_conditions(plan, None),
+            ],
+        )
     ckpt, coverage, quality = checkpoint_from_manifest(plan, manifest)
     status = {**base, "checkpoint": ckpt}
     if coverage:
@@ -420,32 +532,53 @@ def status_from_job(plan: Plan, obs: JobObservation, base: Obj) -> tuple[Obj, li
         status["quality"] = quality
     gate = plan.spec.quality_gate
     if gate is not None and (quality is None or quality.get("gate") != "Passed"):
-        why = ("the manifest carries no perplexity measurement" if quality is None else
-               f"perplexity delta {quality['delta']} exceeds {gate.max_perplexity_delta}")
+        why = (
+            "the manifest carries no perplexity measurement"
+            if quality is None
+            else f"perplexity delta {quality['delta']} exceeds {gate.max_perplexity_delta}"
+        )
         msg = f"quality gate failed: {why}"
-        return ({**status, "phase": "Failed"},
-                [Cond("Ready", "False", "QualityGateFailed", msg), Cond("Calibrating", "False", "Done"),
-                 Cond("Failed", "True", "QualityGateFailed", msg),
-                 Cond("QualityGate", "False", "ThresholdExceeded" if quality else "NotMeasured", msg)])
+        return (
+            {**status, "phase": "Failed"},
+            [
+                Cond("Ready", "False", "QualityGateFailed", msg),
+                Cond("Calibrating", "False", "Done"),
+                Cond("Failed", "True", "QualityGateFailed", msg),
+                Cond("QualityGate", "False", "ThresholdExceeded" if quality else "NotMeasured", msg),
+            ],
+        )
     sim = " (simulated by the sandbox)" if manifest.simulated else ""
-    return ({**status, "phase": "Ready"},
-            [Cond("Ready", "True", "CheckpointReady", f"checkpoint {ckpt['uri']} validated{sim}, {ckpt['size']}"),
-             Cond("Calibrating", "False", "Done"), Cond("Failed", "False", "Done"), *_gate_conditions(plan, quality)])
+    return (
+        {**status, "phase": "Ready"},
+        [
+            Cond("Ready", "True", "CheckpointReady", f"checkpoint {ckpt['uri']} validated{sim}, {ckpt['size']}"),
+            Cond("Calibrating", "False", "Done"),
+            Cond("Failed", "False", "Done"),
+            *_gate_conditions(plan, quality),
+        ],
+    )
 
 
 def write_status(ctx: Context, body: Obj, fields: Obj, conds: list[Cond]) -> None:
     meta = body["metadata"]
     prev: Obj = body.get("status") or {}
     conditions = merge_conditions(prev.get("conditions"), conds, ctx.now(), meta.get("generation"))
-    new = {**{k: v for k, v in fields.items() if v is not None}, "conditions": conditions,
-           "observedGeneration": meta.get("generation")}
+    new = {
+        **{k: v for k, v in fields.items() if v is not None},
+        "conditions": conditions,
+        "observedGeneration": meta.get("generation"),
+    }
     comparable = {k: v for k, v in new.items()}
     if {k: v for k, v in prev.items()} == comparable:
         return
     ctx.kube.patch_status("QuantizedModel", meta["name"], meta["namespace"], status_patch(prev, new))
     for cond in transitions(prev.get("conditions"), conditions):
         if cond["type"] in ("Ready", "Failed") and (cond["status"] == "True" or cond["type"] == "Ready"):
-            etype = "Warning" if (cond["type"] == "Failed" or cond["reason"] in ("SpecInvalid", "NoSuitablePool")) else "Normal"
+            etype = (
+                "Warning"
+                if (cond["type"] == "Failed" or cond["reason"] in ("SpecInvalid", "NoSuitablePool"))
+                else "Normal"
+            )
             if cond["type"] == "Ready" and cond["status"] == "False" and cond["reason"] == "Calibrating":
                 continue
             ctx.event(body, etype, cond["reason"], cond.get("message") or cond["reason"])
@@ -473,13 +606,19 @@ def finalize(ctx: Context, body: Obj, started: float, now: float) -> bool:
     if not (spec.storage and spec.storage.destination):
         deleted = ctx.kube.delete("PersistentVolumeClaim", default_claim_name(name), ns)
         if deleted:
-            ctx.event(body, "Normal", "CheckpointDeleted", f"deleted PVC {default_claim_name(name)} (retention: Delete)")
+            ctx.event(
+                body, "Normal", "CheckpointDeleted", f"deleted PVC {default_claim_name(name)} (retention: Delete)"
+            )
         return True
     destination = spec.storage.destination
     if not destination.startswith("pvc://") or not ckpt.get("uri"):
         if destination.startswith("s3://"):
-            ctx.event(body, "Warning", "CheckpointNotDeleted",
-                      f"retention Delete for {ckpt.get('uri', destination)}: s3 objects are not deleted by the operator")
+            ctx.event(
+                body,
+                "Warning",
+                "CheckpointNotDeleted",
+                f"retention Delete for {ckpt.get('uri', destination)}: s3 objects are not deleted by the operator",
+            )
         return True
     claim, sub = parse_pvc_uri(ckpt["uri"])
     target = StorageTarget(ckpt["uri"], claim, sub)
@@ -491,8 +630,12 @@ def finalize(ctx: Context, body: Obj, started: float, now: float) -> bool:
         ctx.event(body, "Normal", "CheckpointDeleted", f"deleted {ckpt['uri']} (retention: Delete)")
         return True
     if obs.state == "failed" or now - started > 600:
-        ctx.event(body, "Warning", "CheckpointNotDeleted",
-                  f"could not delete {ckpt['uri']} ({obs.detail or 'timed out'}); releasing the object anyway")
+        ctx.event(
+            body,
+            "Warning",
+            "CheckpointNotDeleted",
+            f"could not delete {ckpt['uri']} ({obs.detail or 'timed out'}); releasing the object anyway",
+        )
         return True
     return False
 

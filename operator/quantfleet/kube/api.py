@@ -70,11 +70,11 @@ def load_client_config(kubeconfig: str | None = None) -> client.Configuration:
     cfg = client.Configuration()
     try:
         if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+            config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
         else:
-            config.load_incluster_config(client_configuration=cfg)
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config(client_configuration=cfg)
+        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     return cfg
 
 
@@ -85,8 +85,14 @@ class Kube:
         self.api = client.ApiClient(configuration or load_client_config())
 
     # -- transport -------------------------------------------------------------------------
-    def _call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-              query: dict[str, str] | None = None) -> Obj | None:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+    ) -> Obj | None:
         cfg = self.api.configuration
         url = cfg.host + path + (("?" + urlencode(query)) if query else "")
         headers = {"Accept": "application/json", "Content-Type": content_type}
@@ -96,7 +102,7 @@ class Kube:
         payload = json.dumps(body).encode() if body is not None else None
         try:
             resp = self.api.call_api(method, url, header_params=headers, body=payload)
-            data = resp.read()
+            data = resp.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
             if exc.status == 404 and method in ("GET", "DELETE"):
                 return None
@@ -133,8 +139,9 @@ class Kube:
                     " refusing to take it over"
                 )
         query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
-        out = self._call("PATCH", kind.path(meta.get("namespace"), meta["name"]), obj,
-                         "application/apply-patch+yaml", query)
+        out = self._call(
+            "PATCH", kind.path(meta.get("namespace"), meta["name"]), obj, "application/apply-patch+yaml", query
+        )
         assert out is not None
         return out
 
@@ -142,8 +149,9 @@ class Kube:
         """Create; returns None when it already exists (idempotent for immutable children)."""
         kind = KINDS[obj["kind"]]
         try:
-            return self._call("POST", kind.path(obj["metadata"].get("namespace")), obj,
-                              query={"fieldManager": FIELD_MANAGER})
+            return self._call(
+                "POST", kind.path(obj["metadata"].get("namespace")), obj, query={"fieldManager": FIELD_MANAGER}
+            )
         except ApiException as exc:
             if exc.status == 409:
                 return None
@@ -156,16 +164,18 @@ class Kube:
     def patch_status(self, kind: str, name: str, namespace: str, status: Obj) -> Obj | None:
         """Replace the status stanza (merge patch on /status, explicit nulls clear stale fields)."""
         try:
-            return self._call("PATCH", KINDS[kind].path(namespace, name, "status"), {"status": status},
-                              "application/merge-patch+json")
+            return self._call(
+                "PATCH", KINDS[kind].path(namespace, name, "status"), {"status": status}, "application/merge-patch+json"
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
 
     def patch_metadata(self, kind: str, name: str, namespace: str | None, metadata: Obj) -> Obj | None:
-        return self._call("PATCH", KINDS[kind].path(namespace, name), {"metadata": metadata},
-                          "application/merge-patch+json")
+        return self._call(
+            "PATCH", KINDS[kind].path(namespace, name), {"metadata": metadata}, "application/merge-patch+json"
+        )
 
 
 def _controlled_by(obj: Obj, owner_uid: str) -> bool:
@@ -199,5 +209,5 @@ def post_event(kube: Kube, obj: Obj, etype: str, reason: str, message: str, now:
     }
     try:
         kube._call("POST", KINDS["Event"].path(ns), event)
-    except Exception as exc:  # noqa: BLE001 - events are advisory
+    except Exception as exc:
         log.warning("event not recorded object=%s/%s reason=%s error=%s", ns, meta.get("name"), reason, exc)

@@ -165,7 +165,9 @@ def expected_job(inp: CalibrationJobInput) -> Obj:
         "automountServiceAccountToken": False,
         "securityContext": restricted_pod_security(),
         "nodeSelector": dict(inp.node_selector),
-        "tolerations": tolerations_for(inp.gpu_resource, list(inp.tolerations)) if inp.gpu_resource else list(inp.tolerations),
+        "tolerations": tolerations_for(inp.gpu_resource, list(inp.tolerations))
+        if inp.gpu_resource
+        else list(inp.tolerations),
         "containers": [container],
         "volumes": volumes,
     }

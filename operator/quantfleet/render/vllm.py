@@ -108,13 +108,20 @@ def vllm_args(svc: ServiceInput, roll: PoolRollout) -> list[str]:
     if roll.model.revision:
         args += [vf.FLAG_REVISION, roll.model.revision]
     args += [
-        vf.FLAG_SERVED_MODEL_NAME, svc.served_model_name,
-        vf.FLAG_HOST, "0.0.0.0",
-        vf.FLAG_PORT, str(PORT),
-        vf.FLAG_TENSOR_PARALLEL_SIZE, str(roll.tensor_parallel_size),
-        vf.FLAG_MAX_MODEL_LEN, str(svc.max_model_len),
-        vf.FLAG_GPU_MEMORY_UTILIZATION, f"{svc.gpu_memory_utilization:g}",
-        vf.FLAG_KV_CACHE_DTYPE, roll.kv_cache_dtype,
+        vf.FLAG_SERVED_MODEL_NAME,
+        svc.served_model_name,
+        vf.FLAG_HOST,
+        "0.0.0.0",
+        vf.FLAG_PORT,
+        str(PORT),
+        vf.FLAG_TENSOR_PARALLEL_SIZE,
+        str(roll.tensor_parallel_size),
+        vf.FLAG_MAX_MODEL_LEN,
+        str(svc.max_model_len),
+        vf.FLAG_GPU_MEMORY_UTILIZATION,
+        f"{svc.gpu_memory_utilization:g}",
+        vf.FLAG_KV_CACHE_DTYPE,
+        roll.kv_cache_dtype,
     ]
     if roll.quantization:
         args += [vf.FLAG_QUANTIZATION, roll.quantization]
@@ -141,12 +148,22 @@ def expected_deployment(svc: ServiceInput, roll: PoolRollout) -> Obj:
         "env": env,
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "resources": resource_block(svc.resources, roll.gpu_resource, roll.tensor_parallel_size),
-        "startupProbe": {"httpGet": {"path": vf.HEALTH_PATH, "port": "http"}, "periodSeconds": 10,
-                         "failureThreshold": 360},
-        "readinessProbe": {"httpGet": {"path": vf.HEALTH_PATH, "port": "http"}, "periodSeconds": 10,
-                           "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": vf.HEALTH_PATH, "port": "http"}, "periodSeconds": 20,
-                          "failureThreshold": 3, "timeoutSeconds": 5},
+        "startupProbe": {
+            "httpGet": {"path": vf.HEALTH_PATH, "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 360,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": vf.HEALTH_PATH, "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": vf.HEALTH_PATH, "port": "http"},
+            "periodSeconds": 20,
+            "failureThreshold": 3,
+            "timeoutSeconds": 5,
+        },
         "volumeMounts": [{"name": "cache", "mountPath": "/cache"}, {"name": "dshm", "mountPath": "/dev/shm"}],
         "securityContext": restricted_container_security(),
     }

@@ -1,0 +1,282 @@
+"""InferenceService end to end: decisions per GPU pool, real scheduler placement, rollouts, pinning."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from qf import apply, cond, events, get, isvc, merge_patch, model_config, node_labels, qm, running_operator, wait_cond
+
+from quantfleet.sandbox.testing import Sandbox, wait_for
+
+PLURAL = "inferenceservices"
+H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+B200 = {"nvidia.com/gpu.product": "NVIDIA-B200"}
+A10G = {"nvidia.com/gpu.product": "NVIDIA-A10G"}
+MI300X = {"amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM"}
+MI355X = {"amd.com/gpu.product-name": "AMD_Instinct_MI355X_OAM"}
+LLAMA = "hf://meta-llama/Llama-3.1-8B-Instruct@main"
+
+
+@pytest.fixture
+def op(sandbox: Sandbox, namespace: str) -> Any:
+    for model in ("llama-3.1-8b", "qwen3-30b-a3b", "llama-3.1-70b"):
+        model_config(sandbox, namespace, model)
+    with running_operator(sandbox, namespace) as proc:
+        yield proc
+
+
+def llama(name: str, pool: dict[str, str], **spec: Any) -> dict[str, Any]:
+    return isvc(
+        name,
+        model={"uri": LLAMA, "configRef": {"name": "llama-3.1-8b-config"}},
+        pools=[{"name": "p", "nodeSelector": pool}],
+        **spec,
+    )
+
+
+def decision(obj: dict[str, Any], pool: str = "p") -> dict[str, Any]:
+    return next(d for d in obj["status"]["decisions"] if d["pool"] == pool)
+
+
+def deployment_args(sb: Sandbox, ns: str, name: str) -> list[str]:
+    return sb.apps.read_namespaced_deployment(name, ns).spec.template.spec.containers[0].args
+
+
+def ready_pods_on(sb: Sandbox, ns: str, dep: str, label: str, value: str) -> bool:
+    d = sb.apps.read_namespaced_deployment(dep, ns)
+    sel = ",".join(f"{k}={v}" for k, v in d.spec.selector.match_labels.items())
+    pods = sb.core.list_namespaced_pod(ns, label_selector=sel).items
+    ok = [
+        p
+        for p in pods
+        if p.status.phase == "Running" and p.spec.node_name and node_labels(sb, p.spec.node_name).get(label) == value
+    ]
+    return len(ok) == d.spec.replicas and d.spec.replicas > 0
+
+
+def ready_qm(sb: Sandbox, ns: str, name: str, scheme: str, model: str = "qwen3-30b-a3b") -> None:
+    apply(sb, ns, qm(name, scheme, model))
+    wait_cond(sb, ns, "quantizedmodels", name, "Ready", "True")
+
+
+def test_h100_serves_fp8_on_the_fly_and_pods_land_on_h100(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    apply(sandbox, namespace, llama("l-h100", H100, replicas=2))
+    obj = wait_cond(sandbox, namespace, PLURAL, "l-h100", "Ready", "True", timeout=120)
+    d = decision(obj)
+    assert d["precision"] == "fp8" and d["quantization"] == "fp8" and d["native"] is True and "H100" in d["reason"]
+    args = deployment_args(sandbox, namespace, d["deployment"])
+    assert args[0] == "meta-llama/Llama-3.1-8B-Instruct" and "--quantization" in args
+    assert args[args.index("--quantization") + 1] == "fp8"
+    assert ready_pods_on(sandbox, namespace, d["deployment"], "nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3")
+    assert obj["status"]["readyReplicas"] == 2 and obj["status"]["endpoint"].endswith(":8000/v1")
+    out = sandbox.kubectl("get", "qisvc", "-n", namespace).stdout
+    assert out.splitlines()[0].split()[:5] == ["NAME", "READY", "PRECISION", "KV", "POOLS"], out
+    assert "fp8" in out and "True" in out
+    svc = sandbox.core.read_namespaced_service("l-h100", namespace)
+    assert svc.spec.ports[0].port == 8000
+    assert any(e.reason == "DecisionMade" for e in events(sandbox, namespace, "l-h100"))
+
+
+def test_b200_with_nvfp4_checkpoint_serves_nvfp4(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    ready_qm(sandbox, namespace, "qwen-nvfp4", "nvfp4")
+    apply(
+        sandbox,
+        namespace,
+        isvc(
+            "q-b200",
+            model={"quantizedModelRef": {"name": "qwen-nvfp4"}},
+            pools=[{"name": "p", "nodeSelector": B200}],
+            maxModelLen=32768,
+        ),
+    )
+    obj = wait_cond(sandbox, namespace, PLURAL, "q-b200", "Ready", "True", timeout=120)
+    d = decision(obj)
+    assert d["precision"] == "nvfp4" and d["native"] is True and "quantization" not in d
+    args = deployment_args(sandbox, namespace, d["deployment"])
+    assert args[0].startswith("/models/") and "--quantization" not in args
+    assert ready_pods_on(sandbox, namespace, d["deployment"], "nvidia.com/gpu.product", "NVIDIA-B200")
+
+
+def test_a10g_never_gets_w8a8(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    apply(sandbox, namespace, llama("l-a10g", A10G, maxModelLen=4096))
+    obj = wait_cond(sandbox, namespace, PLURAL, "l-a10g", "Ready", "True", timeout=120)
+    d = decision(obj)
+    assert d["precision"] in ("bf16", "w4a16") and d.get("quantization") is None, d
+    assert "A10G" in d["reason"]
+    assert "--quantization" not in deployment_args(sandbox, namespace, d["deployment"])
+
+
+def test_mi300x_serves_fp8(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    apply(sandbox, namespace, llama("l-mi300x", MI300X))
+    obj = wait_cond(sandbox, namespace, PLURAL, "l-mi300x", "Ready", "True", timeout=120)
+    d = decision(obj)
+    assert d["precision"] == "fp8" and d["gpuResource"] == "amd.com/gpu"
+    dep = sandbox.apps.read_namespaced_deployment(d["deployment"], namespace)
+    assert dep.spec.template.spec.containers[0].resources.limits["amd.com/gpu"] == str(d["tensorParallelSize"])
+    assert ready_pods_on(
+        sandbox, namespace, d["deployment"], "amd.com/gpu.product-name", MI300X["amd.com/gpu.product-name"]
+    )
+
+
+def test_mi355x_with_mxfp4_checkpoint_serves_mxfp4(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    ready_qm(sandbox, namespace, "qwen-mxfp4", "mxfp4")
+    apply(
+        sandbox,
+        namespace,
+        isvc(
+            "q-mi355x",
+            model={"quantizedModelRef": {"name": "qwen-mxfp4"}},
+            pools=[{"name": "p", "nodeSelector": MI355X}],
+        ),
+    )
+    obj = wait_cond(sandbox, namespace, PLURAL, "q-mi355x", "Ready", "True", timeout=120)
+    assert decision(obj)["precision"] == "mxfp4" and decision(obj)["native"] is True
+
+
+def test_long_context_high_concurrency_gets_fp8_kv(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    apply(sandbox, namespace, llama("l-long", H100, maxModelLen=131072, expectedConcurrency=64))
+    obj = wait_cond(sandbox, namespace, PLURAL, "l-long", "Ready", "True", timeout=120)
+    d = decision(obj)
+    assert d["kvCacheDtype"] == "fp8_e4m3", d
+    assert "KV" in d["reason"] or "kv" in d["reason"]
+    args = deployment_args(sandbox, namespace, d["deployment"])
+    assert args[args.index("--kv-cache-dtype") + 1] == "fp8_e4m3"
+
+
+def test_request_the_gpu_cannot_honour_is_a_condition_not_a_deployment(
+    sandbox: Sandbox, namespace: str, op: Any
+) -> None:
+    ready_qm(sandbox, namespace, "qwen-nvfp4", "nvfp4")
+    apply(
+        sandbox,
+        namespace,
+        isvc(
+            "q-amd",
+            model={"quantizedModelRef": {"name": "qwen-nvfp4"}},
+            precision="nvfp4",
+            pools=[{"name": "p", "nodeSelector": MI300X}],
+        ),
+    )
+    obj = wait_cond(sandbox, namespace, PLURAL, "q-amd", "Ready", "False", "CannotHonour")
+    assert "nvfp4" in cond(obj, "Ready")["message"].lower()
+    time.sleep(3)
+    assert sandbox.apps.list_namespaced_deployment(namespace).items == []
+    assert any(e.reason == "CannotHonour" and e.type == "Warning" for e in events(sandbox, namespace, "q-amd"))
+
+
+def test_spanning_pools_update_restart_and_delete(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    ready_qm(sandbox, namespace, "qwen-nvfp4", "nvfp4")
+    spec = {
+        "model": {"quantizedModelRef": {"name": "qwen-nvfp4"}},
+        "maxModelLen": 32768,
+        "pools": [{"name": "blackwell", "nodeSelector": B200}, {"name": "hopper", "nodeSelector": H100}],
+    }
+    apply(sandbox, namespace, isvc("span", **spec))
+    obj = wait_cond(sandbox, namespace, PLURAL, "span", "Ready", "True", timeout=120)
+    bw, hop = decision(obj, "blackwell"), decision(obj, "hopper")
+    assert bw["precision"] == "nvfp4" and hop["precision"] == "fp8" and bw["precision"] != hop["precision"]
+    assert hop["modelUri"].startswith("hf://") and bw["modelUri"].startswith("pvc://")
+    deps = {d.metadata.name: d for d in sandbox.apps.list_namespaced_deployment(namespace).items}
+    assert set(deps) == {"span-blackwell", "span-hopper"}
+    gens = {n: d.metadata.generation for n, d in deps.items()}
+    assert ready_pods_on(sandbox, namespace, "span-blackwell", "nvidia.com/gpu.product", "NVIDIA-B200")
+    assert ready_pods_on(sandbox, namespace, "span-hopper", "nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3")
+
+    # update one pool: only its Deployment rolls
+    spec["pools"][1]["replicas"] = 2
+    apply(sandbox, namespace, isvc("span", **spec))
+    wait_for(
+        lambda: sandbox.apps.read_namespaced_deployment("span-hopper", namespace).spec.replicas == 2,
+        60,
+        "hopper scaled",
+    )
+    assert (
+        sandbox.apps.read_namespaced_deployment("span-blackwell", namespace).metadata.generation
+        == gens["span-blackwell"]
+    )
+    obj = wait_cond(sandbox, namespace, PLURAL, "span", "Ready", "True", timeout=120)
+    assert obj["status"]["readyReplicas"] == 3
+
+    # operator restart mid-rollout: no duplicates, pinned decisions kept
+    plan = obj["status"]["planHash"]
+    merge_patch(sandbox, namespace, PLURAL, "span", {"spec": {"maxModelLen": 16384}})
+    op.terminate()
+    op.wait(10)
+    with running_operator(sandbox, namespace):
+        obj = wait_cond(sandbox, namespace, PLURAL, "span", "Ready", "True", timeout=120)
+        assert (
+            obj["status"]["planHash"] != plan and obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+        )
+        names = sorted(d.metadata.name for d in sandbox.apps.list_namespaced_deployment(namespace).items)
+        assert names == ["span-blackwell", "span-hopper"]
+        args = deployment_args(sandbox, namespace, "span-hopper")
+        assert args[args.index("--max-model-len") + 1] == "16384"
+
+        # delete: children garbage-collected
+        sandbox.kubectl("delete", "qisvc", "span", "-n", namespace, "--wait=true", "--timeout=60s")
+        wait_for(lambda: sandbox.apps.list_namespaced_deployment(namespace).items == [], 60, "Deployments GC'd")
+
+
+def test_cluster_change_degrades_but_keeps_the_pinned_decision(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    l40s = [n.metadata.name for n in sandbox.core.list_node(label_selector="nvidia.com/gpu.product=NVIDIA-L40S").items]
+    apply(sandbox, namespace, llama("pinned", {"nvidia.com/gpu.product": "NVIDIA-L40S"}))
+    obj = wait_cond(sandbox, namespace, PLURAL, "pinned", "Ready", "True", timeout=120)
+    before = decision(obj)
+    try:
+        for n in l40s:
+            sandbox.kubectl("cordon", n)
+        obj = wait_cond(sandbox, namespace, PLURAL, "pinned", "Degraded", "True", "PoolUnavailable", timeout=60)
+        assert decision(obj)["precision"] == before["precision"]
+        assert obj["status"]["planHash"] == get(sandbox, namespace, PLURAL, "pinned")["status"]["planHash"]
+        assert any(e.reason == "PoolUnavailable" for e in events(sandbox, namespace, "pinned"))
+    finally:
+        for n in l40s:
+            sandbox.kubectl("uncordon", n)
+    wait_cond(sandbox, namespace, PLURAL, "pinned", "Degraded", "False", timeout=60)
+
+
+def test_waits_for_its_quantized_model(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    apply(sandbox, namespace, isvc("early", model={"quantizedModelRef": {"name": "later"}}))
+    obj = wait_cond(sandbox, namespace, PLURAL, "early", "Ready", "False", "QuantizedModelNotFound")
+    assert cond(obj, "ModelReady")["status"] == "False"
+    apply(sandbox, namespace, qm("later", "fp8-dynamic", "llama-3.1-8b"))
+    obj = wait_cond(sandbox, namespace, PLURAL, "early", "Ready", "True", timeout=150)
+    assert cond(obj, "ModelReady")["status"] == "True"
+
+
+def _model() -> dict[str, Any]:
+    return {"uri": LLAMA, "configRef": {"name": "c"}}
+
+
+SCHEMA_REJECTED = [
+    ({"model": {}}, "exactly one of quantizedModelRef or uri"),
+    ({"model": {"uri": LLAMA, "quantizedModelRef": {"name": "q"}, "configRef": {"name": "c"}}}, "exactly one of"),
+    ({"model": {"uri": LLAMA}}, "configRef is required"),
+    ({"model": {"uri": "ftp://x/y", "configRef": {"name": "c"}}}, "should match"),
+    ({"model": _model(), "precision": "int2"}, "Unsupported value"),
+    ({"model": _model(), "kvCacheDtype": "fp4"}, "Unsupported value"),
+    ({"model": _model(), "precision": "nvfp4"}, "need a calibrated checkpoint"),
+    ({"model": _model(), "maxModelLen": 8}, "greater than or equal"),
+    ({"model": _model(), "gpuMemoryUtilization": 1.5}, "less than or equal"),
+    ({"model": _model(), "gpuMemoryUtilization": 0.01}, "greater than or equal"),
+    ({"model": _model(), "replicas": -1}, "greater than or equal"),
+    ({"model": _model(), "expectedConcurrency": 0}, "greater than or equal"),
+    ({"model": _model(), "vllm": {"extraArgs": ["--kv-cache-dtype=fp8"]}}, "must not set flags"),
+    ({"model": _model(), "vllm": {"extraArgs": ["--quantization", "awq"]}}, "must not set flags"),
+    ({"model": _model(), "pools": [{"name": "a", "nodeSelector": {}}]}, "should have at least 1"),
+    (
+        {"model": _model(), "pools": [{"name": "a", "nodeSelector": H100}, {"name": "a", "nodeSelector": B200}]},
+        "pool names must be unique",
+    ),
+    ({"model": _model(), "pools": [{"name": "Bad_Name", "nodeSelector": H100}]}, "should match"),
+    ({"model": _model(), "resources": {"limits": {"nvidia.com/gpu": 2}}}, "must not set GPU resources"),
+    ({"model": _model(), "tensorParallelSize": 2}, "unknown field"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), SCHEMA_REJECTED, ids=[f"schema-{i}" for i in range(len(SCHEMA_REJECTED))])
+def test_invalid_spec_rejected_by_the_api_server(sandbox: Sandbox, namespace: str, spec: dict, message: str) -> None:
+    proc = apply(sandbox, namespace, isvc("bad", **spec), check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
