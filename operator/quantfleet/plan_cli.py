@@ -8,9 +8,8 @@ Exit codes: 0 the plan fits; 1 the plan was computed but does not fit (JSON stil
 2 bad input (unreadable file, invalid config, unknown GPU, a precision the GPU cannot run, ...), one line on
 stderr, no traceback.
 
-Precisions that need a calibrated checkpoint (w4a16, nvfp4, mxfp4; fp8-block where it is not native) are planned
-as if one existed when requested explicitly (the output says so); `auto` only uses checkpoints named with
-`--checkpoint`.
+Precisions that need a calibrated checkpoint (fp8-block, w4a16, nvfp4, mxfp4) are planned as if one existed
+when requested explicitly (the output says so); `auto` only uses checkpoints named with `--checkpoint`.
 """
 
 from __future__ import annotations
@@ -39,11 +38,11 @@ from quantfleet.planning import (
 )
 from quantfleet.planning.capacity import DEFAULT_GPU_MEMORY_UTILIZATION
 from quantfleet.planning.decision import (
+    NEEDS_CHECKPOINT,
     REQUESTED_KV_DTYPES,
     REQUESTED_PRECISIONS,
     default_checkpoint_format,
     describe_gpu,
-    needs_checkpoint,
 )
 
 JSON_KEYS = (
@@ -166,10 +165,10 @@ def _request(args: argparse.Namespace) -> PlanRequest:
 # --- planning ----------------------------------------------------------------------------------
 
 
-def _with_hypothetical_checkpoint(gpu: GpuFacts, request: PlanRequest) -> tuple[PlanRequest, str | None]:
+def _with_hypothetical_checkpoint(request: PlanRequest) -> tuple[PlanRequest, str | None]:
     """An explicit precision that needs a checkpoint is planned as if one had been calibrated."""
     p = request.precision
-    if p == "auto" or not needs_checkpoint(gpu, p) or any(c.precision == p for c in request.checkpoints):
+    if p == "auto" or p not in NEEDS_CHECKPOINT or any(c.precision == p for c in request.checkpoints):
         return request, None
     ckpt = Checkpoint(scheme=p, format=default_checkpoint_format(p), uri="")
     note = f"assumes a calibrated {p} checkpoint (none given with --checkpoint): create a QuantizedModel first"
@@ -177,7 +176,7 @@ def _with_hypothetical_checkpoint(gpu: GpuFacts, request: PlanRequest) -> tuple[
 
 
 def _plan(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, output: str) -> int:
-    planned, note = _with_hypothetical_checkpoint(gpu, request)
+    planned, note = _with_hypothetical_checkpoint(request)
     decision: Decision | None = None
     failure: PlanError | None = None
     try:

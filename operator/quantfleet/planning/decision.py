@@ -12,8 +12,9 @@ Precision, `auto` (first candidate that fits wins):
      a fallback: a memory win with 16-bit math); then a W4A16 checkpoint (weight-only INT4);
   4. memory-bound last resort: any other Ready checkpoint the GPU runs natively, then one it runs
      only through a fallback kernel (with a warning saying so).
-  4-bit formats are never produced on the fly: they need a Ready checkpoint. FP8 and (where block FP8
-  is native) FP8-block are, with `--quantization fp8` / `fp8_per_block` (vLLM 0.33 online quantization).
+  4-bit formats and FP8-block are never produced on the fly: they need a Ready checkpoint. (vLLM 0.33 has an
+  online `--quantization fp8_per_block`, but the operator's vLLM contract - render/vllm_flags.py - emits only
+  `--quantization fp8`; widen both together.)
 Explicit precision: honoured when the GPU runs it natively; honoured WITH a warning when only a
 fallback exists (e.g. `fp8` on A10G = weight-only W8A16); `PlanError` when the GPU cannot run it,
 when it needs a checkpoint that is not Ready, or when it does not fit. Never a silent substitution.
@@ -80,10 +81,7 @@ _FORMAT: dict[Precision, Format] = {
     "nvfp4": "nvfp4",
     "mxfp4": "mxfp4",
 }
-NEEDS_CHECKPOINT: frozenset[Precision] = frozenset({"w4a16", "nvfp4", "mxfp4"})
-# Precisions vLLM 0.33 can quantize a BF16 checkpoint into at load time, and the --quantization value for it
-# (QuantizationMethods / _ONLINE_SHORTHANDS in the 0.33.0 source). FP8-block on the fly only where it is native.
-ONLINE_FLAGS: dict[Precision, str] = {"fp8": "fp8", "fp8-block": "fp8_per_block"}
+NEEDS_CHECKPOINT: frozenset[Precision] = frozenset({"fp8-block", "w4a16", "nvfp4", "mxfp4"})
 
 
 class PlanError(ValueError):
@@ -259,13 +257,6 @@ def _checkpoint_level(gpu: GpuFacts, ckpt: Checkpoint) -> SupportLevel:
     return support_level(gpu, ckpt.precision)[0]
 
 
-def needs_checkpoint(gpu: GpuFacts, precision: Precision) -> bool:
-    """True when vLLM cannot make `precision` from BF16 weights at load time on this GPU."""
-    if precision in NEEDS_CHECKPOINT:
-        return True
-    return precision == "fp8-block" and support_level(gpu, precision)[0] != "native"
-
-
 def fp8_kv_native(gpu: GpuFacts) -> bool:
     """FP8 KV cache as a first-class option: GPUs with native FP8 (cc >= 8.9, AMD gfx942/gfx950)."""
     return gpu.fp8_w8a8 == Support.NATIVE
@@ -324,15 +315,10 @@ def _decide_explicit(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, preci
         )
     candidates = _explicit_candidates(gpu, request, precision, level, words)
     if not candidates:
-        if needs_checkpoint(gpu, precision):
-            why = (
-                "4-bit weights need a calibrated checkpoint"
-                if precision in NEEDS_CHECKPOINT
-                else f"vLLM makes FP8-block on the fly only where block FP8 is native ({name}: {level})"
-            )
+        if precision in NEEDS_CHECKPOINT:
             raise PlanError(
-                f"{precision} requested but no Ready {precision} checkpoint is available: {why} "
-                "(create a QuantizedModel)",
+                f"{precision} requested but no Ready {precision} checkpoint is available: 4-bit and FP8-block "
+                f"weights need a calibrated checkpoint (create a QuantizedModel), vLLM cannot make them on the fly",
                 kind="needs-checkpoint",
                 precision=precision,
             )
@@ -361,11 +347,9 @@ def _explicit_candidates(
         if ckpt.precision == precision and _checkpoint_level(gpu, ckpt) != "no":
             out.append(_Candidate(precision, ckpt.weight_format, ckpt, level, f"requested {precision}: {words}"))
     out.sort(key=lambda c: c.weight_format == "nvfp4a16")  # INT4 W4A16 before FP4 weight-only
-    online = precision == "bf16" or (precision in ONLINE_FLAGS and (precision != "fp8-block" or level == "native"))
-    if request.base_model and online:
-        fmt: WeightFormat = "bf16" if precision == "bf16" else ("fp8" if precision == "fp8" else "fp8-block")
-        how = "" if precision == "bf16" else f", quantized on the fly (--quantization {ONLINE_FLAGS[precision]})"
-        out.append(_Candidate(precision, fmt, None, level, f"requested {precision}: {words}{how}"))
+    if request.base_model and precision in ("bf16", "fp8"):
+        fmt: WeightFormat = "bf16" if precision == "bf16" else "fp8"
+        out.append(_Candidate(precision, fmt, None, level, f"requested {precision}: {words}"))
     return out
 
 
@@ -543,8 +527,10 @@ def _evaluate(
     if cand.precision in ("nvfp4", "mxfp4", "w4a16"):
         warnings.append("4-bit weights: measure quality (perplexity / task accuracy) before rolling out")
 
-    flag = ONLINE_FLAGS.get(cand.precision) if cand.checkpoint is None else None
-    source = _source(cand) if cand.checkpoint else ("BF16 weights" + (f", --quantization {flag}" if flag else ""))
+    flag = "fp8" if cand.precision == "fp8" and cand.checkpoint is None else None
+    source = (
+        _source(cand) if cand.checkpoint else ("BF16 weights" if flag is None else "BF16 weights, --quantization fp8")
+    )
     reason = (
         f"{gpu_name(gpu)} ({describe_gpu(gpu)}): {cand.precision} - {cand.why}; serving {source}. "
         f"Weights {est.weights_gib} GiB ({est.weights_gib_per_gpu} GiB/GPU) at TP={tp}"
@@ -649,7 +635,7 @@ def plan_all(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> list[PlanR
         level = support_level(gpu, precision)[0]
         if level == "no":
             continue
-        needs = needs_checkpoint(gpu, precision)
+        needs = precision in NEEDS_CHECKPOINT
         req = replace(request, precision=precision)
         hypothetical = needs and not any(c.precision == precision for c in request.checkpoints)
         if hypothetical:
