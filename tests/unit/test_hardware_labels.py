@@ -287,8 +287,8 @@ def test_unknown_future_family_with_cc_uses_cc() -> None:
         ({P: "NVIDIA-X9000", MAJ: "9", MIN: "0", FAM: "ampere", MEM: "1"}, "contradicts"),
         ({P: "NVIDIA-H100-80GB-HBM3", DEV: "74a1"}, "both NVIDIA .* and AMD"),
         ({P: "AMD_Instinct_MI300X_OAM"}, "names the AMD GPU MI300X"),
-        ({DEV: "74a1", NAME: "AMD_Instinct_MI355_OAM"}, "74a1 is MI300X but .* is MI355X"),
-        ({NAME: "NVIDIA-H100-80GB-HBM3"}, "AMD labels name the NVIDIA GPU H100-SXM"),
+        ({DEV: "74a1", NAME: "AMD_Instinct_MI355_OAM"}, "device-id says MI300X but .* is MI355X"),
+        ({NAME: "NVIDIA-H100-80GB-HBM3"}, "names the NVIDIA GPU H100-SXM"),
         # unusable values
         ({P: "NVIDIA-H100-80GB-HBM3", MEM: "abc"}, "not a whole number"),
         ({P: "NVIDIA-H100-80GB-HBM3", MEM: "0"}, "outside"),
@@ -301,6 +301,10 @@ def test_unknown_future_family_with_cc_uses_cc() -> None:
         ({DEV: "ffff", NAME: "AMD_Instinct_MI300A"}, "amd.com/gpu.vram is missing"),
         ({"amd.com/gpu.family": "AI"}, "no AMD device-id"),
         ({DEV: "74a1", VRAM: "lots"}, "not a memory size"),
+        ({"amd.com/gpu.device-id.74a1": "4", "amd.com/gpu.device-id.75a3": "4"}, "mixed GPUs"),
+        ({"beta.amd.com/gpu.device-id.74a1": "4", "beta.amd.com/gpu.device-id.ffff": "4"}, "mixed GPUs"),
+        ({DEV: "74a1", "beta.amd.com/gpu.vram.192G": "4", "beta.amd.com/gpu.vram.256G": "4"}, "mixed GPUs"),
+        ({"beta.amd.com/gpu.device-id.74a1": "eight"}, "not a whole number"),
     ],
 )
 def test_label_errors(labels: dict[str, str], message: str) -> None:
@@ -326,6 +330,39 @@ def test_amd_by_device_id_only() -> None:
 def test_amd_device_id_with_0x_prefix_and_vram() -> None:
     facts = parse({DEV: "0x75A3", VRAM: "288G", "amd.com/gpu.family": "AI"})
     assert (facts.key, facts.memory_mib, facts.mxfp4) == ("MI355X", 288 * 1024, Support.NATIVE)
+
+
+@pytest.mark.parametrize(
+    ("labels", "key", "count", "memory_mib"),
+    [
+        # legacy labeller: every attribute count-encoded under beta.amd.com
+        (
+            {
+                "beta.amd.com/gpu.device-id.74a1": "8",
+                "beta.amd.com/gpu.vram.192G": "8",
+                "beta.amd.com/gpu.family.AI": "8",
+            },
+            "MI300X",
+            8,
+            192 * 1024,
+        ),
+        # physical functions and SR-IOV virtual functions of the same GPU on one node
+        ({"beta.amd.com/gpu.device-id.74a1": "4", "beta.amd.com/gpu.device-id.74b5": "4"}, "MI300X", 8, 192 * 1024),
+        # the same attribute in both spellings counts once
+        ({"amd.com/gpu.device-id.75a3": "8", "beta.amd.com/gpu.device-id.75a3": "8"}, "MI355X", 8, 288 * 1024),
+        ({DEV: "74a5", "beta.amd.com/gpu.device-id": "74a5", VRAM: "256G"}, "MI325X", 8, 256 * 1024),
+    ],
+)
+def test_amd_legacy_and_count_encoded_labels(labels: dict[str, str], key: str, count: int, memory_mib: int) -> None:
+    facts = parse(labels)
+    assert (facts.key, facts.count, facts.memory_mib) == (key, count, memory_mib)
+
+
+def test_amd_count_encoded_count_is_reported() -> None:
+    facts = parse({"beta.amd.com/gpu.device-id.74a1": "2"})
+    assert facts.count == 2 and "count 2 from the count-encoded AMD labels" in facts.derivation
+    overridden = gpu_facts_from_labels({"beta.amd.com/gpu.device-id.74a1": "2"}, count=1)
+    assert overridden is not None and overridden.count == 1
 
 
 def test_amd_by_product_name_only() -> None:
@@ -457,6 +494,11 @@ def test_node_labels_for_amd_shape() -> None:
 REAL_KEYS = [
     *NVIDIA_FACT_KEYS,
     *AMD_FACT_KEYS,
+    "beta.amd.com/gpu.device-id",
+    "beta.amd.com/gpu.device-id.74a1",
+    "amd.com/gpu.device-id.75a3",
+    "beta.amd.com/gpu.vram.192G",
+    "beta.amd.com/gpu.family.AI",
     "nvidia.com/gpu.present",
     "nvidia.com/gpu.replicas",
     "nvidia.com/gpu.deploy.driver",

@@ -59,6 +59,8 @@ AMD_CU_COUNT: Final = "amd.com/gpu.cu-count"
 # GPU Operator control labels such as nvidia.com/gpu.deploy.* say nothing about the hardware.
 NVIDIA_FACT_KEYS: Final[tuple[str, ...]] = (NV_PRODUCT, NV_FAMILY, NV_CC_MAJOR, NV_CC_MINOR, NV_MEMORY, NV_COUNT)
 AMD_FACT_KEYS: Final[tuple[str, ...]] = (AMD_DEVICE_ID, AMD_PRODUCT, AMD_VRAM, AMD_FAMILY, AMD_CU_COUNT)
+AMD_PREFIXES: Final[tuple[str, ...]] = ("amd.com/gpu.", "beta.amd.com/gpu.")
+AMD_ATTRIBUTES: Final[tuple[str, ...]] = ("device-id", "product-name", "vram", "family", "cu-count", "simd-count")
 
 _MIG_GB: Final = re.compile(r"^\d+g\.(?P<gb>\d+)gb", re.IGNORECASE)
 _AMD_ARCH_BY_NAME: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
@@ -313,53 +315,95 @@ def _nvidia_facts(labels: Mapping[str, str], count_override: int | None) -> GpuF
 
 
 # ------------------------------------------------------------------------------------------------ AMD
+#
+# The AMD node labeller publishes each attribute in up to four spellings: `amd.com/gpu.<attr>=<value>`, the legacy
+# `beta.amd.com/gpu.<attr>=<value>`, and count-encoded `[beta.]amd.com/gpu.<attr>.<value>=<number of GPUs>` (the
+# latter is how the older labeller reported them, and how a node with several GPU kinds shows up). All are read.
 
 
-def _amd_device_id(labels: Mapping[str, str]) -> str | None:
-    value = _str_label(labels, AMD_DEVICE_ID)
-    if value is None:
-        return None
+@dataclass(frozen=True)
+class AmdAttribute:
+    """Every value one AMD labeller attribute takes on a node, with the GPU count where the label encodes one."""
+
+    name: str
+    values: tuple[str, ...]
+    count: int | None
+
+    def one(self) -> str | None:
+        """The single value, None if absent; LabelError if the node reports several."""
+        if len(self.values) > 1:
+            raise LabelError(f"AMD label {self.name} has several values {list(self.values)}: a node with mixed GPUs")
+        return self.values[0] if self.values else None
+
+
+def amd_attribute(labels: Mapping[str, str], attr: str) -> AmdAttribute:
+    """Collect ``attr`` (e.g. ``device-id``) from every AMD labeller spelling on the node."""
+    values: dict[str, int | None] = {}
+    for prefix in AMD_PREFIXES:
+        plain = f"{prefix}{attr}"
+        raw = labels.get(plain)
+        if isinstance(raw, str) and raw.strip():
+            values.setdefault(raw.strip(), None)
+        encoded = f"{plain}."
+        for key in labels:
+            if isinstance(key, str) and key.startswith(encoded) and len(key) > len(encoded):
+                count = _int_label(labels, key, minimum=0, maximum=4096)
+                value = key[len(encoded) :]
+                previous = values.get(value)
+                values[value] = max(count or 0, previous or 0)
+    counts = [c for c in values.values() if c is not None]
+    total = sum(counts) if counts else None
+    return AmdAttribute(name=f"amd.com/gpu.{attr}", values=tuple(values), count=total or None)
+
+
+def _is_amd_node(labels: Mapping[str, str]) -> bool:
+    return any(
+        isinstance(key, str) and key.startswith(f"{prefix}{attr}")
+        for key in labels
+        for prefix in AMD_PREFIXES
+        for attr in AMD_ATTRIBUTES
+    )
+
+
+def _device_id(value: str) -> str:
     value = value.casefold()
     return value[2:] if value.startswith("0x") else value
 
 
-def _amd_vram_mib(labels: Mapping[str, str]) -> int | None:
-    raw = labels.get(AMD_VRAM)
+def _amd_vram_mib(attr: AmdAttribute) -> int | None:
+    raw = attr.one()
     if raw is None:
         return None
-    match = re.fullmatch(
-        r"([0-9]{1,6})\s*(G|GB|Gi|GiB|M|MB|Mi|MiB)?",
-        raw.strip() if isinstance(raw, str) else "",
-        flags=re.ASCII | re.IGNORECASE,
-    )
+    match = re.fullmatch(r"([0-9]{1,6})\s*(G|GB|Gi|GiB|M|MB|Mi|MiB)?", raw, flags=re.ASCII | re.IGNORECASE)
     if not match or int(match.group(1)) == 0:
         raise LabelError(f"{AMD_VRAM}={raw!r} is not a memory size like 192G")
     unit = (match.group(2) or "G").upper()
     return int(match.group(1)) * (1 if unit.startswith("M") else 1024)
 
 
-def _amd_spec(labels: Mapping[str, str]) -> tuple[GpuSpec | None, str]:
-    device_id = _amd_device_id(labels)
-    name = _str_label(labels, AMD_PRODUCT)
-    by_id = find(device_id) if device_id else None
-    by_name = find(name) if name else None
-    for spec in (by_id, by_name):
-        if spec is not None and spec.vendor != "amd":
-            raise LabelError(f"AMD labels name the NVIDIA GPU {spec.key}")
-    if by_id is not None and by_name is not None and by_id.key != by_name.key:
-        raise LabelError(f"{AMD_DEVICE_ID}={device_id} is {by_id.key} but {AMD_PRODUCT}={name} is {by_name.key}")
-    if by_id is not None:
-        return by_id, f"{AMD_DEVICE_ID}={device_id}"
-    if by_name is not None:
-        return by_name, f"{AMD_PRODUCT}={name}"
-    return None, ""
+def _amd_specs(attr: AmdAttribute, *, device_ids: bool) -> tuple[GpuSpec | None, list[str]]:
+    """The one table row all values of ``attr`` name (None if none do) and the values no row knows."""
+    specs: dict[str, GpuSpec] = {}
+    unknown: list[str] = []
+    for value in attr.values:
+        spec = find(_device_id(value) if device_ids else value)
+        if spec is None:
+            unknown.append(value)
+        elif spec.vendor != "amd":
+            raise LabelError(f"{attr.name}={value} names the NVIDIA GPU {spec.key}")
+        else:
+            specs[spec.key] = spec
+    if len(specs) > 1 or (specs and unknown):
+        kinds = [*specs, *unknown]
+        raise LabelError(f"{attr.name} reports several GPU kinds {kinds}: a node with mixed GPUs cannot be planned")
+    return next(iter(specs.values()), None), unknown
 
 
-def _amd_arch_guess(labels: Mapping[str, str]) -> tuple[str | None, str]:
-    family = _str_label(labels, AMD_FAMILY)
-    if family and re.fullmatch(r"gfx[0-9a-f]{3,4}", family, flags=re.IGNORECASE):
-        return family.casefold(), f"{AMD_FAMILY}={family}"
-    name = _str_label(labels, AMD_PRODUCT)
+def _amd_arch_guess(family: AmdAttribute, product: AmdAttribute) -> tuple[str | None, str]:
+    value = family.one()
+    if value and re.fullmatch(r"gfx[0-9a-f]{3,4}", value, flags=re.IGNORECASE):
+        return value.casefold(), f"{AMD_FAMILY}={value}"
+    name = product.one()
     if name:
         for pattern, arch in _AMD_ARCH_BY_NAME:
             if pattern.search(name):
@@ -368,27 +412,33 @@ def _amd_arch_guess(labels: Mapping[str, str]) -> tuple[str | None, str]:
 
 
 def _amd_facts(labels: Mapping[str, str], count_override: int | None) -> GpuFacts:
-    spec, source = _amd_spec(labels)
-    raw_product = _str_label(labels, AMD_PRODUCT)
-    vram = _amd_vram_mib(labels)
+    ids, names = amd_attribute(labels, "device-id"), amd_attribute(labels, "product-name")
+    by_id, unknown_ids = _amd_specs(ids, device_ids=True)
+    by_name, _ = _amd_specs(names, device_ids=False)
+    if by_id is not None and by_name is not None and by_id.key != by_name.key:
+        raise LabelError(f"{AMD_DEVICE_ID} says {by_id.key} but {AMD_PRODUCT}={names.one()} is {by_name.key}")
+    spec = by_id or by_name
+    source = f"{AMD_DEVICE_ID}={','.join(ids.values)}" if by_id else f"{AMD_PRODUCT}={names.one()}" if by_name else ""
+    raw_product = names.one()
+    vram = _amd_vram_mib(amd_attribute(labels, "vram"))
+    label_count = ids.count or names.count
     if spec is not None:
         memory = vram if vram is not None else spec.memory_mib
         memory_source = f"{AMD_VRAM}" if vram is not None else "the table"
-        count, count_source = _count(labels, None, count_override, spec.gpus_per_node)
+        count, count_source = _amd_count(label_count, count_override, spec.gpus_per_node)
         derivation = (
             f"matched table row {spec.key} from {source}; memory {memory} MiB from {memory_source}; "
             f"count {count} from {count_source}"
         )
         plain = ProductName(base=raw_product or spec.product, shared=False, mig_profile=None)
         return _facts_from_spec(spec, raw_product, plain, memory, count, derivation)
-    device_id = _amd_device_id(labels)
-    what = f"unknown AMD device-id {device_id}" if device_id else "no AMD device-id"
-    arch, arch_source = _amd_arch_guess(labels)
+    what = f"unknown AMD device-id {','.join(unknown_ids)}" if unknown_ids else "no AMD device-id"
+    arch, arch_source = _amd_arch_guess(amd_attribute(labels, "family"), names)
     if arch is None:
         raise LabelError(f"{what} and no product name or gfx arch we can map: cannot tell what this GPU can run")
     if vram is None:
         raise LabelError(f"{what} and {AMD_VRAM} is missing, so the GPU memory is unknown")
-    count, count_source = _count(labels, None, count_override, 1)
+    count, count_source = _amd_count(label_count, count_override, 1)
     rules = "" if amd_arch_known(arch) else " (no quantization rules for this arch: only 16-bit serving)"
     derivation = (
         f"{what}; derived gfx arch {arch} from {arch_source}{rules} and memory {vram} MiB from {AMD_VRAM}; "
@@ -410,6 +460,12 @@ def _amd_facts(labels: Mapping[str, str], count_override: int | None) -> GpuFact
         known=False,
         derivation=derivation,
     )
+
+
+def _amd_count(label_count: int | None, override: int | None, default: int) -> tuple[int, str]:
+    if override is None and label_count is not None:
+        return label_count, "the count-encoded AMD labels"
+    return _count({}, None, override, default)
 
 
 # ------------------------------------------------------------------------------------------------ public API
@@ -452,7 +508,7 @@ def gpu_facts_from_labels(labels: Mapping[str, str], *, count: int | None = None
     """
     try:
         nvidia = _is_nvidia_node(labels)
-        amd = _has_any(labels, AMD_FACT_KEYS)
+        amd = _is_amd_node(labels)
         if nvidia and amd:
             raise LabelError("the node carries both NVIDIA (nvidia.com/gpu.*) and AMD (amd.com/gpu.*) GPU labels")
         if nvidia:
