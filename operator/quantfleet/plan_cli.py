@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
@@ -100,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         gpu = _load_gpu(args)
         request = _request(args)
         return _plan(arch, gpu, request, args.output)
+    except BrokenPipeError:  # `quantfleet plan ... | head`: the reader left; not an error worth a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CliError, ConfigError, PlanError, UnknownGpu, LabelError, ValueError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"quantfleet plan: error: {message}", file=sys.stderr)
