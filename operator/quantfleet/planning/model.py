@@ -65,7 +65,8 @@ _ROUTER_PATTERNS: dict[str, tuple[str, ...]] = {
     "qwen3_next": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
     "llama4": ("re:.*router",),
     "afmoe": ("re:.*mlp.router.*",),
-    "mixtral": ("re:.*block_sparse_moe.gate",),
+    # BRIEF §4 names block_sparse_moe.gate; newer transformers call Mixtral's MoE block `mlp`, so both.
+    "mixtral": ("re:.*block_sparse_moe.gate", "re:.*mlp.gate$"),
     "deepseek": ("re:.*mlp.gate$",),
     "glm4_moe": ("re:.*mlp.gate$",),
     "gpt_oss": ("re:.*router",),
