@@ -366,3 +366,25 @@ def test_decision_as_dict_has_the_cli_keys() -> None:
     assert doc["vllm_args"] == ["--tensor-parallel-size=1", "--kv-cache-dtype=bfloat16", "--quantization=fp8",
                                 "--max-model-len=4096"]  # fmt: skip
     json.dumps(doc)
+
+
+def test_shared_and_derived_gpus_are_flagged() -> None:
+    small = PlanRequest(max_model_len=4096)
+    d = decide(arch("llama-3.1-8b"), facts_for("NVIDIA-A10G-SHARED", 1), small)
+    assert any("time-sliced" in w for w in d.warnings)
+    labels = {
+        "nvidia.com/gpu.product": "NVIDIA-Future-GPU-200GB",
+        "nvidia.com/gpu.family": "blackwell",
+        "nvidia.com/gpu.compute.major": "10",
+        "nvidia.com/gpu.compute.minor": "0",
+        "nvidia.com/gpu.memory": "200000",
+        "nvidia.com/gpu.count": "8",
+    }
+    d = decide_for_node(arch("llama-3.1-8b"), labels, small)
+    assert d.precision == "fp8"  # derived from cc 10.0: native FP8
+    assert any("not in the table" in w for w in d.warnings)
+
+
+def test_node_without_gpu_labels_is_a_plan_error() -> None:
+    with pytest.raises(PlanError, match="no NVIDIA"):
+        decide_for_node(arch("llama-3.1-8b"), {"kubernetes.io/hostname": "cpu-1"}, PlanRequest())
