@@ -35,7 +35,7 @@ def render_case(spec: dict[str, Any]) -> list[dict[str, Any]]:
         target = storage_target(
             spec["name"], spec.get("destination"), recipe_hash, spec.get("storage_credentials_secret")
         )
-        recipe = recipe.model_copy(update={"output_uri": target.in_pod_path})
+        recipe = recipe.model_copy(update={"output_uri": target.uri})
         inp = CalibrationJobInput(
             name=spec["name"],
             namespace=spec["namespace"],

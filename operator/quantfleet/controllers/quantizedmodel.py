@@ -27,7 +27,6 @@ from quantfleet.observe.jobs import JobObservation, observe_job
 from quantfleet.planning import ConfigError, ModelArch, PlanError, parse_model_config, weight_bytes
 from quantfleet.planning.tools import choose_tool
 from quantfleet.render.calibration import (
-    SOURCE_MOUNT,
     CalibrationJobInput,
     StorageTarget,
     default_claim_name,
@@ -162,7 +161,7 @@ def make_plan(ctx: Context, body: Obj) -> Plan:
         recipe_hash,
         storage.credentials_secret.name if storage and storage.credentials_secret else None,
     )
-    recipe = recipe.model_copy(update={"output_uri": target.in_pod_path})
+    recipe = recipe.model_copy(update={"output_uri": target.uri})
     retry = (meta.get("annotations") or {}).get(RETRY_ANNOTATION)
     fmt = "modelopt" if choice.tool == "modelopt" else "compressed-tensors"
     return Plan(spec, arch, recipe, recipe_hash, fmt, target, choice.reason, job_name(meta["name"], recipe_hash, retry))
@@ -640,4 +639,4 @@ def finalize(ctx: Context, body: Obj, started: float, now: float) -> bool:
     return False
 
 
-__all__ = ["SOURCE_MOUNT", "finalize", "reconcile"]
+__all__ = ["finalize", "reconcile"]

@@ -32,15 +32,15 @@ from quantfleet.render.common import (
 )
 
 Obj = dict[str, Any]
-CHECKPOINT_MOUNT = "/checkpoints"
-SOURCE_MOUNT = "/source"
+# Every claim is mounted at <PVC_ROOT>/<claim>; `quantfleet calibrate` maps pvc://claim/path there.
+PVC_ROOT = "/mnt/pvc"
 TERMINATION_LOG = "/dev/termination-log"
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
 class StorageTarget:
-    """Where the checkpoint goes: a PVC + sub-path (mounted at /checkpoints) or an s3:// prefix."""
+    """Where the checkpoint goes: a PVC + sub-path (mounted at /mnt/pvc/<claim>) or an s3:// prefix."""
 
     uri: str  # pvc://claim/sub/path or s3://bucket/prefix
     claim: str | None = None
@@ -49,9 +49,10 @@ class StorageTarget:
 
     @property
     def in_pod_path(self) -> str:
+        """The checkpoint directory inside a pod that mounts the claim at PVC_ROOT/<claim>."""
         if self.claim is None:
             return self.uri
-        return f"{CHECKPOINT_MOUNT}/{self.sub_path}".rstrip("/")
+        return f"{PVC_ROOT}/{self.claim}/{self.sub_path}".rstrip("/")
 
 
 def parse_pvc_uri(uri: str) -> tuple[str, str]:
@@ -130,6 +131,7 @@ def expected_job(inp: CalibrationJobInput) -> Obj:
     }
     env: list[Obj] = [
         {"name": "QUANTFLEET_TERMINATION_LOG", "value": TERMINATION_LOG},
+        {"name": "QUANTFLEET_PVC_ROOT", "value": PVC_ROOT},
         {"name": "QUANTFLEET_CHECKPOINT_URI", "value": inp.storage.uri},
         {"name": "HF_HOME", "value": "/scratch/hf"},
         {"name": "HOME", "value": "/scratch"},
@@ -141,10 +143,10 @@ def expected_job(inp: CalibrationJobInput) -> Obj:
     mounts: list[Obj] = [{"name": "scratch", "mountPath": "/scratch"}]
     volumes: list[Obj] = [{"name": "scratch", "emptyDir": {}}]
     if inp.storage.claim is not None:
-        mounts.append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT})
+        mounts.append({"name": "checkpoints", "mountPath": f"{PVC_ROOT}/{inp.storage.claim}"})
         volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": inp.storage.claim}})
-    if inp.source_claim is not None:
-        mounts.append({"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True})
+    if inp.source_claim is not None and inp.source_claim != inp.storage.claim:
+        mounts.append({"name": "source", "mountPath": f"{PVC_ROOT}/{inp.source_claim}", "readOnly": True})
         volumes.append({"name": "source", "persistentVolumeClaim": {"claimName": inp.source_claim, "readOnly": True}})
     container: Obj = {
         "name": "calibrate",
@@ -241,7 +243,7 @@ def expected_cleanup_job(qm_name: str, namespace: str, uid: str, target: Storage
                             "name": "cleanup",
                             "image": image,
                             "command": ["rm", "-rf", "--", target.in_pod_path],
-                            "volumeMounts": [{"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT}],
+                            "volumeMounts": [{"name": "checkpoints", "mountPath": f"{PVC_ROOT}/{target.claim}"}],
                             "securityContext": restricted_container_security(),
                             "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
                         }
