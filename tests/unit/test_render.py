@@ -66,8 +66,9 @@ def test_golden(case: str) -> None:
     spec = yaml.safe_load((GOLDEN / case / "input.yaml").read_text())
     got = yaml.safe_dump_all(render_case(spec), sort_keys=True)
     path = GOLDEN / case / "expected.yaml"
-    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
+    if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(got)
+    assert path.exists(), f"{case}: no expected.yaml; run with UPDATE_GOLDEN=1 and review it"
     assert got == path.read_text(), f"{case}: rendered output changed; UPDATE_GOLDEN=1 to accept"
 
 
