@@ -203,6 +203,12 @@ def test_lookup_unknown_names(name: str, must_mention: list[str]) -> None:
         assert key in str(info.value)
 
 
+def test_ambiguous_prefix_suggests_only_its_rows() -> None:
+    with pytest.raises(UnknownGpu) as info:
+        lookup("a100")
+    assert str(info.value) == "unknown GPU 'a100'; did you mean A100-40GB or A100-80GB?"
+
+
 def test_by_key_is_exact() -> None:
     with pytest.raises(UnknownGpu):
         by_key("h100")

@@ -277,8 +277,10 @@ def _close_keys(norm: str) -> list[str]:
         for name in (spec.key, *spec.aliases, *spec.products):
             key_of.setdefault(normalize(name), spec.key)
     prefixed = [key_of[n] for n in key_of if len(norm) >= 2 and n.startswith(norm)]
+    if prefixed:  # "a100" → the A100 rows only, not every name that merely looks similar
+        return list(dict.fromkeys(prefixed))[:6]
     close = [key_of[n] for n in difflib.get_close_matches(norm, list(key_of), n=8, cutoff=0.6)]
-    return list(dict.fromkeys([*prefixed, *close]))[:6]
+    return list(dict.fromkeys(close))[:6]
 
 
 def find(name: str) -> GpuSpec | None:
