@@ -35,11 +35,14 @@ EXPECTED_SUPPORT: dict[str, tuple[Support, Support, Support, Support, Support, S
     "T4": (F, N, X, F, X, N),
     # Ampere: no FP8 math, no FP8 block; NVFP4 and MXFP4 through Marlin W4A16
     "A10G": (F, N, X, F, F, N),
+    "A10": (F, N, X, F, F, N),
+    "A40": (F, N, X, F, F, N),
     "A100-40GB": (F, N, X, F, F, N),
     "A100-80GB": (F, N, X, F, F, N),
     # Ada: FP8 W8A8 native (CUTLASS), FP8 block through Triton/Marlin, FP4 through Marlin
     "L4": (N, N, F, F, F, N),
     "L40S": (N, N, F, F, F, N),
+    "L40": (N, N, F, F, F, N),
     # Hopper: FP8 and FP8 block native, FP4 weight-only Marlin
     "H100-SXM": (N, N, N, F, F, N),
     "H100-PCIe": (N, N, N, F, F, N),
@@ -65,10 +68,13 @@ EXPECTED_SUPPORT: dict[str, tuple[Support, Support, Support, Support, Support, S
 EXPECTED_FACTS: dict[str, tuple[str, str, int, tuple[int, int] | None, str | None, str, str]] = {
     "T4": ("nvidia", "Tesla-T4", 15360, (7, 5), None, "turing", "e4m3fn"),
     "A10G": ("nvidia", "NVIDIA-A10G", 23028, (8, 6), None, "ampere", "e4m3fn"),
+    "A10": ("nvidia", "NVIDIA-A10", 23028, (8, 6), None, "ampere", "e4m3fn"),
+    "A40": ("nvidia", "NVIDIA-A40", 46068, (8, 6), None, "ampere", "e4m3fn"),
     "A100-40GB": ("nvidia", "NVIDIA-A100-SXM4-40GB", 40960, (8, 0), None, "ampere", "e4m3fn"),
     "A100-80GB": ("nvidia", "NVIDIA-A100-SXM4-80GB", 81920, (8, 0), None, "ampere", "e4m3fn"),
     "L4": ("nvidia", "NVIDIA-L4", 23034, (8, 9), None, "ada-lovelace", "e4m3fn"),
     "L40S": ("nvidia", "NVIDIA-L40S", 46068, (8, 9), None, "ada-lovelace", "e4m3fn"),
+    "L40": ("nvidia", "NVIDIA-L40", 46068, (8, 9), None, "ada-lovelace", "e4m3fn"),
     "H100-SXM": ("nvidia", "NVIDIA-H100-80GB-HBM3", 81559, (9, 0), None, "hopper", "e4m3fn"),
     "H100-PCIe": ("nvidia", "NVIDIA-H100-PCIe", 81559, (9, 0), None, "hopper", "e4m3fn"),
     "H100-NVL": ("nvidia", "NVIDIA-H100-NVL", 95830, (9, 0), None, "hopper", "e4m3fn"),
