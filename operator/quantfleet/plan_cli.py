@@ -247,8 +247,9 @@ def _json_doc(
 _COLUMNS = ("precision", "support", "TP", "weights GiB", "KV dtype", "KV GiB", "KV tokens", "concurrency", "fits")
 
 
-def _row_cells(row: PlanRow) -> tuple[str, ...]:
+def _row_cells(row: PlanRow, chosen: Decision | None) -> tuple[str, ...]:
     cap = row.capacity
+    mark = " <- chosen" if chosen is not None and row.fits and row.precision == chosen.precision else ""
     tp = str(cap.tensor_parallel_size) if cap else "-"
     return (
         row.precision + ("*" if row.needs_checkpoint and row.checkpoint is None else ""),
@@ -259,7 +260,7 @@ def _row_cells(row: PlanRow) -> tuple[str, ...]:
         f"{cap.kv_cache_gib:.1f}" if cap else "-",
         str(cap.kv_cache_tokens) if cap else "-",
         f"{cap.max_concurrency:g}x" if cap else "-",
-        "yes" if row.fits else "no",
+        ("yes" if row.fits else "no") + mark,
     )
 
 
@@ -283,7 +284,7 @@ def _table(
         f"kv cache dtype {request.kv_cache_dtype}",
         "",
     ]
-    cells = [_COLUMNS, *(_row_cells(r) for r in rows)]
+    cells = [_COLUMNS, *(_row_cells(r, decision) for r in rows)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(_COLUMNS))]
     for i, c in enumerate(cells):
         lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())

@@ -459,7 +459,13 @@ def estimate_capacity(
 
 
 def tensor_parallel_constraint(arch: ModelArch, weight_format: WeightFormat, tp: int) -> str | None:
-    """Why vLLM cannot shard this model `tp` ways in this format, or None when it can."""
+    """Why vLLM cannot shard this model `tp` ways in this format, or None when it can.
+
+    Read from vLLM 0.33: attention heads must split evenly and KV heads must divide or be divided by TP;
+    block/group-scaled formats need every TP-split width to stay a multiple of the block/group
+    (fp8_utils.validate_fp8_block_shape[_moe], marlin verify_group_size_divides_partition, compressed-tensors
+    WNA16 MoE). Expert parallelism, which lifts the MoE constraint, is not modelled.
+    """
     heads = arch.num_attention_heads
     if heads % tp:
         return f"TP={tp} does not divide {heads} attention heads"
