@@ -23,8 +23,10 @@ KV cache dtype, `auto`: the 16-bit model dtype, unless `concurrency` sequences o
 tokens (or one `max_model_len` sequence) do not fit in a 16-bit KV cache; then `fp8_e4m3` - but only
 on GPUs with native FP8 (cc >= 8.9, AMD gfx942/gfx950). On Ampere/Turing an FP8 KV cache is storage
 only and depends on the attention backend (FlashAttention-2, vLLM's default there, has no FP8 KV), so
-`auto` never picks it; an explicit fp8 request there is honoured with a warning. FP8 KV scales come
-from the checkpoint or default to 1.0 (vLLM 0.33 removed `--calculate-kv-scales`): warned about.
+`auto` never picks it; an explicit fp8 request there is honoured with a warning. (vLLM 0.33 source:
+FlashAttention's FP8 KV needs FA3 on sm90 or FA4 on sm100 and never takes e5m2; elsewhere, Ada included,
+vLLM serves an FP8 KV cache through FlashInfer or Triton attention.) FP8 KV scales come from the
+checkpoint or default to 1.0 (vLLM 0.33 removed `--calculate-kv-scales`): warned about.
 
 Tensor parallelism: the smallest TP in {1, 2, 4, 8} (<= GPUs per node, dividing the heads) that fits
 the weights plus one `max_model_len` sequence. Growing TP to meet `concurrency` is a replica-sizing
@@ -566,6 +568,8 @@ def _kv_choices(gpu: GpuFacts, request: PlanRequest, sixteen: str, warnings: lis
             f"{request.kv_cache_dtype} KV cache on {gpu_name(gpu)} (no native FP8): storage only, and only with an "
             "attention backend that supports FP8 KV here (FlashInfer/Triton, not FlashAttention-2)"
         )
+    if request.kv_cache_dtype == "fp8_e5m2":
+        warnings.append("fp8_e5m2 KV cache: FlashAttention does not take it, vLLM uses FlashInfer/Triton attention")
     if request.kv_cache_dtype == "bfloat16" and sixteen == "float16":
         warnings.append("bfloat16 KV cache requested on a GPU without BF16: vLLM stores it as float16")
         return ("float16",)
