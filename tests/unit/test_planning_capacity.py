@@ -293,3 +293,55 @@ def test_tensor_parallel_constraints() -> None:
     cfg.update(num_attention_heads=28, num_key_value_heads=4, hidden_size=3584)  # Qwen2.5-7B shape
     odd = parse_model_config(cfg)
     assert "does not divide 28 attention heads" in (tensor_parallel_constraint(odd, "bf16", 8) or "")
+
+
+SCOUT_TEXT = {
+    "model_type": "llama4_text", "hidden_size": 5120, "num_hidden_layers": 48, "num_attention_heads": 40,
+    "num_key_value_heads": 8, "head_dim": 128, "num_local_experts": 16, "num_experts_per_tok": 1,
+    "intermediate_size": 8192, "intermediate_size_mlp": 16384, "interleave_moe_layer_step": 1, "vocab_size": 202048,
+    "max_position_embeddings": 10485760, "tie_word_embeddings": False,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("experts", "step", "total_b", "active_b"),
+    [(16, 1, 108, 17.2), (128, 2, 401, 17.2)],  # model cards: Scout 109B (with vision) / Maverick 400B, 17B active
+)
+def test_llama4_text_configs(experts: int, step: int, total_b: int, active_b: float) -> None:
+    cfg = {"model_type": "llama4", "text_config": {**SCOUT_TEXT, "num_local_experts": experts,
+                                                   "interleave_moe_layer_step": step}}  # fmt: skip
+    h, moe_layers = 5120, 48 // step
+    per_moe = experts * 3 * h * 8192 + 3 * h * 8192 + h * experts  # routed experts + 1 shared expert + router
+    total = (
+        2 * 202048 * h
+        + 48 * (attention(h, 40, 8, 128) + 2 * h)
+        + moe_layers * per_moe
+        + (48 - moe_layers) * 3 * h * 16384  # dense layers use intermediate_size_mlp
+        + h
+    )
+    active = total - moe_layers * (experts - 1) * 3 * h * 8192
+    params = count_parameters(parse_model_config(cfg))
+    assert (params.total, params.active) == (total, active)
+    assert round(total / 1e9) == total_b and round(active / 1e9, 1) == active_b
+
+
+def test_gpt_oss_120b() -> None:
+    cfg = {
+        "model_type": "gpt_oss", "hidden_size": 2880, "num_hidden_layers": 36, "num_attention_heads": 64,
+        "num_key_value_heads": 8, "head_dim": 64, "num_local_experts": 128, "experts_per_token": 4,
+        "intermediate_size": 2880, "vocab_size": 201088, "max_position_embeddings": 131072, "sliding_window": 128,
+        "layer_types": ["sliding_attention", "full_attention"] * 18, "tie_word_embeddings": False,
+    }  # fmt: skip
+    a = parse_model_config(cfg)
+    h = 2880
+    total = 2 * 201088 * h + 36 * (attention(h, 64, 8, 64) + 128 * 3 * h * 2880 + h * 128 + 2 * h) + h
+    assert count_parameters(a).total == total
+    assert round(total / 1e9) == 117  # model card: 117B (biases and attention sinks, ~0.04B, are not counted)
+    # 18 full + 18 sliding layers; a sliding layer keeps at most 128 - 1 + in-flight tokens
+    per_layer = 2 * 8 * 64 * 2
+    assert sequence_kv_bytes(a, "bfloat16", 131072, 1, 2048) == per_layer * (18 * 131072 + 18 * (127 + 2048))
+    # MXFP4 MoE is MLP-only: attention stays BF16, experts at 0.5 + 1/32 bytes per element
+    mx = weight_bytes(a, "mxfp4")
+    experts = 36 * 128 * 3 * h * 2880
+    assert mx.by_role["expert"] == experts // 2 + experts // 32
+    assert mx.by_role["attention"] == 2 * 36 * attention(h, 64, 8, 64)

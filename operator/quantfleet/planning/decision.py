@@ -4,8 +4,8 @@ Why it exists: this is the judgement practitioners make by hand (BRIEF §6), mad
 with its reason, so the InferenceService controller, `quantfleet plan` and the tests all agree.
 
 Precision, `auto` (first candidate that fits wins):
-  1. the GPU's own 4-bit format when a calibrated checkpoint is Ready: NVFP4 on Blackwell, MXFP4 on
-     AMD gfx950 (MI350X/MI355X) - someone calibrated it on purpose, and the math is native;
+  1. a 4-bit checkpoint the GPU computes natively, when one is Ready: NVFP4 (then MXFP4) on Blackwell,
+     MXFP4 on AMD gfx950 (MI350X/MI355X) - someone calibrated it on purpose, and the math is native;
   2. GPUs with native FP8 W8A8 (Ada, Hopper, Blackwell, MI300X/MI325X/MI35xX): an FP8 checkpoint if
      one is Ready (starts faster), else on-the-fly `--quantization fp8` from the BF16 weights;
   3. GPUs without FP8 math (T4, A10G, A100): BF16; if it does not fit, FP8 weight-only (W8A16 Marlin,
@@ -416,6 +416,8 @@ def _auto_candidates(gpu: GpuFacts, request: PlanRequest) -> list[_Candidate]:
     # 1. the GPU's own 4-bit format, calibrated on purpose
     if gpu.vendor == "nvidia" and gpu.nvfp4 == Support.NATIVE:
         ckpt_cands("nvfp4", "a Ready NVFP4 checkpoint and native FP4 tensor cores (Blackwell)")
+        if gpu.mxfp4 == Support.NATIVE:  # e.g. gpt-oss ships MXFP4: Blackwell runs it natively too
+            ckpt_cands("mxfp4", "a Ready MXFP4 checkpoint and native FP4 tensor cores (Blackwell)")
     if gpu.vendor == "amd" and gpu.mxfp4 == Support.NATIVE:
         ckpt_cands("mxfp4", "a Ready MXFP4 checkpoint and native MXFP4 math (gfx950)")
     # 2. native FP8
