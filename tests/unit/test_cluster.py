@@ -120,3 +120,19 @@ def test_gpu_count_from_model_size() -> None:
     # 1 TB model does not fit on any node: 8 GPUs of 80 or 180 GB are not enough
     too_big = choose_calibration_pool(group_pools(FLEET), "fp8-dynamic", 1_400_000_000_000, True, None)
     assert too_big.pool is None
+
+
+def test_pool_metrics_are_read_at_scrape_time() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from quantfleet.metrics import PoolCollector
+
+    nodes = list(FLEET)
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(lambda: nodes))
+    text = generate_latest(registry).decode()
+    assert 'quantfleet_gpu_pool_nodes{gpu="H100-SXM",pool="h100-sxm"} 2.0' in text
+    nodes.append(node("h100-2", "H100-SXM", cordoned=True))
+    text = generate_latest(registry).decode()
+    assert 'quantfleet_gpu_pool_nodes{gpu="H100-SXM",pool="h100-sxm"} 3.0' in text
+    assert 'quantfleet_gpu_pool_usable_nodes{gpu="H100-SXM",pool="h100-sxm"} 2.0' in text

@@ -29,10 +29,14 @@ _ctx: Context | None = None
 _nodes: dict[str, dict[str, Any]] = {}
 
 
+def known_nodes() -> list[dict[str, Any]]:
+    return list(_nodes.values())
+
+
 def context() -> Context:
     global _ctx
     if _ctx is None:
-        _ctx = Context(Kube(load_client_config(os.environ.get("KUBECONFIG"))), nodes=lambda: list(_nodes.values()))
+        _ctx = Context(Kube(load_client_config(os.environ.get("KUBECONFIG"))), nodes=known_nodes)
     return _ctx
 
 

@@ -25,6 +25,10 @@ def run(args: argparse.Namespace) -> int:
     import quantfleet.controllers.handlers  # noqa: F401  (registers the handlers; reads the env above)
 
     if args.metrics_port:
+        from quantfleet.controllers.handlers import known_nodes
+        from quantfleet.metrics import register_pool_collector
+
+        register_pool_collector(known_nodes)
         start_http_server(args.metrics_port)
     namespaces = args.namespace or []
     asyncio.run(
