@@ -34,7 +34,7 @@ def build_modifiers(recipe: CalibrationRecipe, model_type: str) -> list[Any]:
     if plan.algorithm == "awq":
         from llmcompressor.modifiers.transform.awq import AWQModifier
 
-        return [AWQModifier(ignore=ignore), QuantizationModifier(targets="Linear", scheme=plan.preset, ignore=ignore, **kv)]
+        return [AWQModifier(), QuantizationModifier(targets="Linear", scheme=plan.preset, ignore=ignore, **kv)]
     return [QuantizationModifier(targets="Linear", scheme=plan.preset, ignore=ignore, **kv)]
 
 
