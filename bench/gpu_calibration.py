@@ -51,8 +51,16 @@ from quantfleet.calibrate.tools.modelopt import build_config
 log = logging.getLogger("quantfleet.bench")
 
 GPU_SPEC = TinyMoESpec(
-    vocab_size=4096, hidden_size=512, num_layers=4, num_heads=8, num_kv_heads=4, head_dim=64,
-    num_experts=16, top_k=2, moe_intermediate_size=512, tokenizer_chars=4_000_000,
+    vocab_size=4096,
+    hidden_size=512,
+    num_layers=4,
+    num_heads=8,
+    num_kv_heads=4,
+    head_dim=64,
+    num_experts=16,
+    top_k=2,
+    moe_intermediate_size=512,
+    tokenizer_chars=4_000_000,
 )
 TINY_SPEC = TinyMoESpec(vocab_size=512, tokenizer_chars=500_000)
 
@@ -66,7 +74,8 @@ class Row:
     error: str | None = None
     seconds_total: float | None = None
     seconds_tool: float | None = None  # quantize + save + checksum + publish
-    seconds_direct: float | None = None  # tool API + save, no quantfleet around it
+    seconds_direct: float | None = None  # tool API + save, no quantfleet around it (best of direct_runs)
+    direct_runs: list[float] | None = None
     overhead: float | None = None
     peak_gpu_bytes: int | None = None
     peak_gpu_bytes_direct: int | None = None
@@ -79,20 +88,34 @@ class Row:
     timings: dict[str, float] | None = None
 
 
-def train(model_dir: Path, spec: TinyMoESpec, device: torch.device, seconds: float, seq_len: int, batch: int) -> dict[str, Any]:
+def train(
+    model_dir: Path,
+    spec: TinyMoESpec,
+    device: torch.device,
+    seconds: float,
+    seq_len: int,
+    batch: int,
+    train_chars: int = 12_000_000,
+) -> dict[str, Any]:
     """Train a small MoE LM on stdlib text for `seconds`; save it (BF16) with its tokenizer in model_dir."""
     tok = train_tokenizer(spec.vocab_size, spec.tokenizer_chars, spec.chat_template)
     model = build_model(spec, tok)
     model.config.output_router_logits = True  # load-balancing loss keeps experts alive
     model.config.router_aux_loss_coef = 0.01
     model.to(device).train()
-    docs = list(stdlib_documents(max_chars=30_000_000))
+    docs = list(stdlib_documents(max_chars=train_chars))
     ids: list[int] = []
     for enc in tok(docs, add_special_tokens=False)["input_ids"]:
         ids.extend(enc)
         ids.append(tok.eos_token_id)
     data = torch.tensor(ids, dtype=torch.long)
-    log.info("train tokens=%d params=%.1fM device=%s seconds=%.0f", len(ids), sum(p.numel() for p in model.parameters()) / 1e6, device, seconds)
+    log.info(
+        "train tokens=%d params=%.1fM device=%s seconds=%.0f",
+        len(ids),
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        device,
+        seconds,
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(0)
     start = time.monotonic()
@@ -117,14 +140,20 @@ def train(model_dir: Path, spec: TinyMoESpec, device: torch.device, seconds: flo
     loss_v = float(out.loss)
     model.config.output_router_logits = False
     model.eval()
-    build_tiny_moe(model_dir, spec, model=model.to("cpu"))
-    # build_tiny_moe retrains the tokenizer deterministically from the same text; keep the trained one instead
-    tok.save_pretrained(model_dir)
+    build_tiny_moe(model_dir, spec, model=model.to("cpu"), tokenizer=tok)
     return {"steps": step, "final_loss": loss_v, "tokens": len(ids), "seconds": seconds}
 
 
-def direct(tool: str, scheme: str, algorithm: str | None, model_dir: Path, data: CalibrationData, out_dir: Path,
-           seq_len: int, device: torch.device) -> tuple[float, int]:
+def direct(
+    tool: str,
+    scheme: str,
+    algorithm: str | None,
+    model_dir: Path,
+    data: CalibrationData,
+    out_dir: Path,
+    seq_len: int,
+    device: torch.device,
+) -> tuple[float, int]:
     """The tool's own API on the same model and data: (seconds for quantize + save, peak GPU bytes)."""
     recipe = _recipe(tool, scheme, algorithm, model_dir, out_dir, len(data.calib), seq_len, True)
     model, tok = load_model(model_dir, device)
@@ -133,9 +162,16 @@ def direct(tool: str, scheme: str, algorithm: str | None, model_dir: Path, data:
     if tool == "llm-compressor":
         from llmcompressor import oneshot
 
-        oneshot(model=model, tokenizer=tok, recipe=build_modifiers(recipe, model.config.model_type),
-                dataset=calibration_dataset(data.calib), num_calibration_samples=len(data.calib),
-                max_seq_length=seq_len, shuffle_calibration_samples=False, moe_calibrate_all_experts=True)
+        oneshot(
+            model=model,
+            tokenizer=tok,
+            recipe=build_modifiers(recipe, model.config.model_type),
+            dataset=calibration_dataset(data.calib),
+            num_calibration_samples=len(data.calib),
+            max_seq_length=seq_len,
+            shuffle_calibration_samples=False,
+            moe_calibrate_all_experts=True,
+        )
         model.save_pretrained(out_dir, save_compressed=True)
         tok.save_pretrained(out_dir)
     else:
@@ -158,12 +194,27 @@ def direct(tool: str, scheme: str, algorithm: str | None, model_dir: Path, data:
     return seconds, peak
 
 
-def _recipe(tool: str, scheme: str, algorithm: str | None, model_dir: Path, out_dir: Path, n: int, seq_len: int,
-            all_experts: bool) -> CalibrationRecipe:
+def _recipe(
+    tool: str,
+    scheme: str,
+    algorithm: str | None,
+    model_dir: Path,
+    out_dir: Path,
+    n: int,
+    seq_len: int,
+    all_experts: bool,
+) -> CalibrationRecipe:
     return CalibrationRecipe(
-        source_uri=str(model_dir), scheme=scheme, algorithm=algorithm, tool=tool,  # type: ignore[arg-type]
-        tool_version=adapter_for(tool).version(), calibrate_all_experts=all_experts,  # type: ignore[arg-type]
-        num_samples=n, max_seq_length=seq_len, output_uri=str(out_dir), min_tokens_per_expert=0,
+        source_uri=str(model_dir),
+        scheme=scheme,
+        algorithm=algorithm,
+        tool=tool,  # type: ignore[arg-type]
+        tool_version=adapter_for(tool).version(),
+        calibrate_all_experts=all_experts,  # type: ignore[arg-type]
+        num_samples=n,
+        max_seq_length=seq_len,
+        output_uri=str(out_dir),
+        min_tokens_per_expert=0,
     )
 
 
@@ -188,8 +239,16 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def via_quantfleet(tool: str, scheme: str, algorithm: str | None, model_dir: Path, data: CalibrationData,
-                   out_dir: Path, seq_len: int, device: torch.device) -> Row:
+def via_quantfleet(
+    tool: str,
+    scheme: str,
+    algorithm: str | None,
+    model_dir: Path,
+    data: CalibrationData,
+    out_dir: Path,
+    seq_len: int,
+    device: torch.device,
+) -> Row:
     from quantfleet.calibrate.run import calibrate
 
     recipe = _recipe(tool, scheme, algorithm, model_dir, out_dir, len(data.calib), seq_len, True)
@@ -202,11 +261,20 @@ def via_quantfleet(tool: str, scheme: str, algorithm: str | None, model_dir: Pat
     q = m.quality
     assert q is not None
     row = Row(
-        scheme=scheme, tool=tool, algorithm=algorithm, ok=True,
-        seconds_total=t["total"], seconds_tool=t["quantize"] + t["save"] + t["checksum"] + t["publish"],
-        peak_gpu_bytes=_peak(device), checkpoint_bytes=m.bytes,
-        ppl_base=q.perplexity_base, ppl_quantized=q.perplexity_quantized, ppl_delta=q.delta,
-        routed_min=cov.routed_min if cov else None, calibrated_min=cov.calibrated_min if cov else None, timings=t,
+        scheme=scheme,
+        tool=tool,
+        algorithm=algorithm,
+        ok=True,
+        seconds_total=t["total"],
+        seconds_tool=t["quantize"] + t["save"] + t["checksum"] + t["publish"],
+        peak_gpu_bytes=_peak(device),
+        checkpoint_bytes=m.bytes,
+        ppl_base=q.perplexity_base,
+        ppl_quantized=q.perplexity_quantized,
+        ppl_delta=q.delta,
+        routed_min=cov.routed_min if cov else None,
+        calibrated_min=cov.calibrated_min if cov else None,
+        timings=t,
     )
     _free(device)
     return row
@@ -222,9 +290,14 @@ def fmt_bytes(n: int | None) -> str:
 
 
 def table(rows: list[Row]) -> str:
-    head = ("| scheme | tool | s (total) | s (tool+save) | s (direct API) | overhead | peak GPU mem | checkpoint | "
-            "ppl BF16 | ppl quant | Δppl | min tok/expert off | min tok/expert on |")
-    lines = [head, "|" + "---|" * head.count("|")[:-1] if False else "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
+    head = (
+        "| scheme | tool | s (total) | s (tool+save) | s (direct API) | overhead | peak GPU mem | checkpoint | "
+        "ppl BF16 | ppl quant | Δppl | min tok/expert off | min tok/expert on |"
+    )
+    lines = [
+        head,
+        "|" + "---|" * (head.count("|") - 1),
+    ]
     for r in rows:
         tool = r.tool + (f" ({r.algorithm})" if r.algorithm else "")
         if not r.ok:
@@ -236,10 +309,29 @@ def table(rows: list[Row]) -> str:
             f"| {r.scheme} | {tool} | {r.seconds_total:.1f} | {r.seconds_tool:.2f} | "
             f"{'-' if r.seconds_direct is None else f'{r.seconds_direct:.2f}'} | "
             f"{'-' if r.overhead is None else f'{r.overhead:.2f}x'} | {fmt_bytes(r.peak_gpu_bytes)} | "
-            f"{fmt_bytes(r.checkpoint_bytes)} | {r.ppl_base:.3f} | {r.ppl_quantized:.3f} | {100 * (r.ppl_delta or 0):+.2f}% | "
+            f"{fmt_bytes(r.checkpoint_bytes)} | {r.ppl_base:.3f} | {r.ppl_quantized:.3f} | "
+            f"{100 * (r.ppl_delta or 0):+.2f}% | "
             f"{off} | {on} |"
         )
     return "\n".join(lines)
+
+
+def warmup(pairs: list[tuple[str, str, str | None]], work: Path, device: torch.device) -> None:
+    """Run each pair once on a tiny model so JIT / CUDA-extension builds are billed to neither side."""
+    from transformers import AutoTokenizer
+
+    warm_dir = work / "warm"
+    if not (warm_dir / "config.json").exists():
+        build_tiny_moe(warm_dir, TinyMoESpec(vocab_size=512, tokenizer_chars=200_000))
+    wtok = AutoTokenizer.from_pretrained(warm_dir)
+    wdata = build_calibration_data(wtok, "builtin:python-stdlib", 4, 64, seed=0, heldout_blocks=1)
+    for tool, scheme, alg in pairs:
+        tw = time.monotonic()
+        try:
+            direct(tool, scheme, alg, warm_dir, wdata, work / f"warm-{tool}-{scheme}-{alg}", 64, device)
+            log.info("warmup tool=%s scheme=%s ok seconds=%.1f", tool, scheme, time.monotonic() - tw)
+        except Exception as exc:  # the measured run reports the failure
+            log.warning("warmup tool=%s scheme=%s failed: %s", tool, scheme, exc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="the few-MB test model instead of the bench model (smoke test)")
     p.add_argument("--only", default="", help="comma list of tool:scheme[:alg] to run (default: every supported pair)")
     p.add_argument("--no-warmup", action="store_true")
+    p.add_argument("--budget-seconds", type=float, default=0, help="skip pairs not started by then (0: no limit)")
     a = p.parse_args(argv)
 
     out = Path(a.out)
@@ -271,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "python": platform.python_version(), "torch": torch.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
         "cuda": torch.version.cuda,
     }
@@ -281,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         env[dist] = v(dist)
     log.info("bench env %s", json.dumps(env))
 
+    bench_start = time.monotonic()
     spec = TINY_SPEC if a.tiny else GPU_SPEC
     model_dir = work / "base"
     t = time.monotonic()
@@ -290,53 +385,73 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    data = build_calibration_data(tok, "builtin:python-stdlib", a.samples, a.seq_len, seed=0, heldout_blocks=max(8, a.samples // 8))
+    data = build_calibration_data(
+        tok, "builtin:python-stdlib", a.samples, a.seq_len, seed=0, heldout_blocks=max(8, a.samples // 8)
+    )
 
-    pairs = [(tool, scheme, alg) for tool, scheme, alg in supported_pairs()]
+    pairs = list(supported_pairs())
     if a.only:
         wanted = {tuple(x.split(":")) for x in a.only.split(",")}
         pairs = [pr for pr in pairs if (pr[0], pr[1]) in wanted or (pr[0], pr[1], pr[2]) in wanted]
 
-    if not a.no_warmup:
-        warm_dir = work / "warm"
-        if not (warm_dir / "config.json").exists():
-            build_tiny_moe(warm_dir, TinyMoESpec(vocab_size=512, tokenizer_chars=200_000))
-        wtok = AutoTokenizer.from_pretrained(warm_dir)
-        wdata = build_calibration_data(wtok, "builtin:python-stdlib", 4, 64, seed=0, heldout_blocks=1)
-        for tool, scheme, alg in pairs:
-            tw = time.monotonic()
-            try:
-                direct(tool, scheme, alg, warm_dir, wdata, work / f"warm-{tool}-{scheme}-{alg}", 64, device)
-                log.info("warmup tool=%s scheme=%s ok seconds=%.1f", tool, scheme, time.monotonic() - tw)
-            except Exception as exc:  # the measured run reports the failure
-                log.warning("warmup tool=%s scheme=%s failed: %s", tool, scheme, exc)
-
+    # ModelOpt patches transformers classes process-wide (e.g. attention for KV-cache quantizers), so
+    # everything llm-compressor runs before the first mtq.quantize; a calibration Job runs one recipe per process.
     rows: list[Row] = []
-    for tool, scheme, alg in pairs:
-        tag = f"{tool}-{scheme}" + (f"-{alg}" if alg else "")
-        log.info("bench pair=%s", tag)
-        try:
-            secs_direct, peak_direct = direct(tool, scheme, alg, model_dir, data, work / f"direct-{tag}", a.seq_len, device)
-            row = via_quantfleet(tool, scheme, alg, model_dir, data, work / f"qf-{tag}", a.seq_len, device)
-            row.seconds_direct = secs_direct
-            row.peak_gpu_bytes_direct = peak_direct
-            row.overhead = row.seconds_tool / secs_direct if row.seconds_tool and secs_direct else None
-        except Exception as exc:
-            traceback.print_exc()
-            row = Row(scheme=scheme, tool=tool, algorithm=alg, ok=False, error=f"{type(exc).__name__}: {exc}".replace("\n", " "))
-            _free(device)
-        rows.append(row)
-        log.info("bench result %s", json.dumps(asdict(row)))
-        (out / "results.json").write_text(json.dumps({"env": env, "train": train_info, "rows": [asdict(r) for r in rows]}, indent=1))
+    for tool_now in ("llm-compressor", "modelopt"):
+        tool_pairs = sorted((pr for pr in pairs if pr[0] == tool_now), key=lambda pr: pr[2] == "awq")  # AWQ last
+        if not a.no_warmup:
+            warmup(tool_pairs, work, device)
+        for tool, scheme, alg in tool_pairs:
+            tag = f"{tool}-{scheme}" + (f"-{alg}" if alg else "")
+            if a.budget_seconds and time.monotonic() - bench_start > a.budget_seconds:
+                rows.append(
+                    Row(scheme=scheme, tool=tool, algorithm=alg, ok=False, error="skipped: bench time budget spent")
+                )
+                continue
+            log.info("bench pair=%s", tag)
+            try:
+                secs_direct, peak_direct = direct(
+                    tool, scheme, alg, model_dir, data, work / f"direct-{tag}", a.seq_len, device
+                )
+                row = via_quantfleet(tool, scheme, alg, model_dir, data, work / f"qf-{tag}", a.seq_len, device)
+                runs = [secs_direct]
+                if secs_direct < 60:  # direct again after quantfleet: order effects must not favour either side
+                    runs.append(
+                        direct(tool, scheme, alg, model_dir, data, work / f"direct2-{tag}", a.seq_len, device)[0]
+                    )
+                row.direct_runs = runs
+                secs_direct = min(runs)
+                row.seconds_direct = secs_direct
+                row.peak_gpu_bytes_direct = peak_direct
+                row.overhead = row.seconds_tool / secs_direct if row.seconds_tool and secs_direct else None
+            except Exception as exc:
+                traceback.print_exc()
+                row = Row(
+                    scheme=scheme,
+                    tool=tool,
+                    algorithm=alg,
+                    ok=False,
+                    error=f"{type(exc).__name__}: {exc}".replace("\n", " "),
+                )
+                _free(device)
+            rows.append(row)
+            log.info("bench result %s", json.dumps(asdict(row)))
+            (out / "results.json").write_text(
+                json.dumps({"env": env, "train": train_info, "rows": [asdict(r) for r in rows]}, indent=1)
+            )
+            (out / "table.md").write_text(table(rows) + "\n")  # partial table survives a timeout
 
     text = table(rows)
-    header = (f"GPU: {env['device']} · date: {env['date_utc']} · torch {env['torch']} (CUDA {env['cuda']}) · "
-              f"llmcompressor {env['llmcompressor']} · compressed-tensors {env['compressed-tensors']} · "
-              f"nvidia-modelopt {env['nvidia-modelopt']} · transformers {env['transformers']}\n"
-              f"model: Qwen3-MoE {spec.num_layers} layers, hidden {spec.hidden_size}, {spec.num_experts} experts top-{spec.top_k}, "
-              f"vocab {spec.vocab_size}; trained {train_info['steps']} steps / {a.train_seconds:.0f}s on stdlib text "
-              f"(final loss {train_info['final_loss']:.3f}); calibration {len(data.calib)} x {a.seq_len} tokens, "
-              f"held-out {len(data.heldout)} x {a.seq_len}\n")
+    header = (
+        f"GPU: {env['device']} · date: {env['date_utc']} · torch {env['torch']} (CUDA {env['cuda']}) · "
+        f"llmcompressor {env['llmcompressor']} · compressed-tensors {env['compressed-tensors']} · "
+        f"nvidia-modelopt {env['nvidia-modelopt']} · transformers {env['transformers']}\n"
+        f"model: Qwen3-MoE {spec.num_layers} layers, hidden {spec.hidden_size}, "
+        f"{spec.num_experts} experts top-{spec.top_k}, "
+        f"vocab {spec.vocab_size}; trained {train_info['steps']} steps / {a.train_seconds:.0f}s on stdlib text "
+        f"(final loss {train_info['final_loss']:.3f}); calibration {len(data.calib)} x {a.seq_len} tokens, "
+        f"held-out {len(data.heldout)} x {a.seq_len}\n"
+    )
     (out / "table.md").write_text(header + "\n" + text + "\n")
     print(header)
     print(text)

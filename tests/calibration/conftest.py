@@ -20,8 +20,8 @@ pytest.importorskip("torch")
 pytest.importorskip("llmcompressor")
 pytest.importorskip("modelopt")
 
-from quantfleet.api.recipe import CalibrationRecipe  # noqa: E402
-from quantfleet.calibrate.tiny import TinyMoESpec, build_tiny_moe  # noqa: E402
+from quantfleet.api.recipe import CalibrationRecipe
+from quantfleet.calibrate.tiny import TinyMoESpec, build_tiny_moe
 
 TOOL_VERSIONS = {"llm-compressor": version("llmcompressor"), "modelopt": version("nvidia-modelopt")}
 NUM_SAMPLES = 8

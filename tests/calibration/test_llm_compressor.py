@@ -57,12 +57,15 @@ def test_fp8_dynamic_checkpoint(tiny_model_dir: Path, run_calibrate) -> None:
     assert manifest.quality is not None
     reloaded = _reloaded_perplexity(run.output, tiny_model_dir)
     assert math.isclose(reloaded, manifest.quality.perplexity_quantized, rel_tol=0.02), (
-        reloaded, manifest.quality.perplexity_quantized,
+        reloaded,
+        manifest.quality.perplexity_quantized,
     )
 
 
 def test_w4a16_gptq_checkpoint(tiny_model_dir: Path, run_calibrate) -> None:
-    run = run_calibrate(tiny_model_dir, scheme="w4a16", algorithm="gptq", tool="llm-compressor", min_tokens_per_expert=1)
+    run = run_calibrate(
+        tiny_model_dir, scheme="w4a16", algorithm="gptq", tool="llm-compressor", min_tokens_per_expert=1
+    )
     assert run.code == 0, run.termination
     manifest = parse_manifest(run.termination)
     assert manifest.scheme == "w4a16"
@@ -108,7 +111,11 @@ def test_all_expert_mode_raises_min_tokens_per_expert(tiny_model_dir: Path, run_
 
 def test_starved_experts_fail_with_their_names(starved_model_dir: Path, run_calibrate) -> None:
     run = run_calibrate(
-        starved_model_dir, scheme="fp8-static", tool="llm-compressor", calibrate_all_experts=False, min_tokens_per_expert=1
+        starved_model_dir,
+        scheme="fp8-static",
+        tool="llm-compressor",
+        calibrate_all_experts=False,
+        min_tokens_per_expert=1,
     )
     assert run.code == 1
     assert run.termination.startswith("calibration failed: expert coverage below min_tokens_per_expert=1")
@@ -120,7 +127,11 @@ def test_starved_experts_fail_with_their_names(starved_model_dir: Path, run_cali
 
 def test_starved_router_is_fixed_by_all_expert_mode(starved_model_dir: Path, run_calibrate) -> None:
     run = run_calibrate(
-        starved_model_dir, scheme="fp8-static", tool="llm-compressor", calibrate_all_experts=True, min_tokens_per_expert=1
+        starved_model_dir,
+        scheme="fp8-static",
+        tool="llm-compressor",
+        calibrate_all_experts=True,
+        min_tokens_per_expert=1,
     )
     assert run.code == 0, run.termination
     cov = parse_manifest(run.termination).expert_coverage

@@ -90,7 +90,12 @@ def find_moe_layers(model: Any) -> list[MoELayer]:
 def _router_indices(output: Any, top_k: int) -> Any:
     import torch
 
-    if isinstance(output, tuple) and len(output) >= 3 and isinstance(output[2], torch.Tensor) and not output[2].is_floating_point():
+    if (
+        isinstance(output, tuple)
+        and len(output) >= 3
+        and isinstance(output[2], torch.Tensor)
+        and not output[2].is_floating_point()
+    ):
         return output[2]  # transformers 5 TopKRouter: (logits, scores, indices)
     logits = output[0] if isinstance(output, tuple) else output
     return torch.topk(logits.float(), top_k, dim=-1).indices
@@ -129,7 +134,11 @@ class ExpertCounter:
             if isinstance(experts, torch.nn.ModuleList) and len(experts) >= layer.num_experts:
                 for e in range(layer.num_experts):
                     expert = experts[e]
-                    first = getattr(expert, "gate_proj", None) or getattr(expert, "up_proj", None) or getattr(expert, "w1", None)
+                    first = (
+                        getattr(expert, "gate_proj", None)
+                        or getattr(expert, "up_proj", None)
+                        or getattr(expert, "w1", None)
+                    )
                     if isinstance(first, torch.nn.Module):
                         self._handles.append(first.register_forward_pre_hook(self._expert_hook(layer, e)))
                         layer.per_expert_hooked = True
@@ -147,7 +156,11 @@ class ExpertCounter:
                 return
             with torch.no_grad():
                 idx = _router_indices(output, layer.top_k)
-                counts = torch.bincount(idx.reshape(-1).cpu(), minlength=layer.num_experts)[: layer.num_experts]
+                # stays on the router's device: no host sync per forward
+                counts = torch.bincount(idx.reshape(-1), minlength=layer.num_experts)[: layer.num_experts]
+                if layer.routed.device != counts.device:
+                    layer.routed = layer.routed.to(counts.device)
+                    layer.forced = layer.forced.to(counts.device)
                 if idx.shape[-1] > layer.top_k:
                     layer.forced += counts
                 else:
@@ -160,7 +173,7 @@ class ExpertCounter:
             if not self._counting() or not inputs:
                 return
             x = inputs[0]
-            layer.per_expert[expert] += int(x.numel() // x.shape[-1]) if x.dim() > 0 else 0
+            layer.per_expert[expert] += int(x.numel() // x.shape[-1]) if x.dim() > 0 else 0  # shapes only, no sync
 
         return hook
 

@@ -162,6 +162,10 @@ def build_calibration_data(
         raise ValueError(f"calibration dataset {dataset} left no held-out text for the perplexity check")
     log.info(
         "calibration data dataset=%s documents=%d calib_samples=%d heldout_samples=%d seq_len=%d",
-        dataset, docs, len(calib), len(heldout), max_seq_length,
+        dataset,
+        docs,
+        len(calib),
+        len(heldout),
+        max_seq_length,
     )
     return CalibrationData(calib=calib, heldout=heldout, source=dataset, documents=docs)

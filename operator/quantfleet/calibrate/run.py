@@ -100,8 +100,14 @@ def quantize_in_memory(
     ]
     log.info(
         "quantize tool=%s version=%s scheme=%s algorithm=%s moe_layers=%d all_experts=%s kv_cache_fp8=%s samples=%d",
-        recipe.tool, adapter.version(), recipe.scheme, recipe.algorithm, len(counter.layers),
-        str(recipe.calibrate_all_experts).lower(), str(recipe.kv_cache_fp8).lower(), len(data.calib),
+        recipe.tool,
+        adapter.version(),
+        recipe.scheme,
+        recipe.algorithm,
+        len(counter.layers),
+        str(recipe.calibrate_all_experts).lower(),
+        str(recipe.kv_cache_fp8).lower(),
+        len(data.calib),
     )
     counter.active = True
     try:
@@ -114,13 +120,22 @@ def quantize_in_memory(
     if not counter.is_moe:
         return None
     if not counter.calibration_passes_seen():
-        log.info("coverage scheme=%s tool=%s: data-free scheme, experts need no calibration tokens", recipe.scheme, recipe.tool)
+        log.info(
+            "coverage scheme=%s tool=%s: data-free scheme, experts need no calibration tokens",
+            recipe.scheme,
+            recipe.tool,
+        )
         return None
     coverage = counter.summary(recipe.calibrate_all_experts, recipe.min_tokens_per_expert)
     for lc in coverage.layers:
         log.info(
             "coverage layer=%d calibrated_min=%d median=%.1f max=%d routed_min=%s starved=%s",
-            lc.layer, lc.min, lc.median, lc.max, lc.routed_min, lc.starved,
+            lc.layer,
+            lc.min,
+            lc.median,
+            lc.max,
+            lc.routed_min,
+            lc.starved,
         )
     return coverage
 
@@ -156,7 +171,9 @@ def calibrate(recipe: CalibrationRecipe, data_override: CalibrationData | None =
     adapter = adapter_for(recipe.tool)
     check_tool_version(recipe, adapter)
     recipe_hash = recipe.content_hash()
-    log.info("calibrate start recipe_hash=%s source=%s output=%s", recipe_hash[:12], recipe.source_uri, recipe.output_uri)
+    log.info(
+        "calibrate start recipe_hash=%s source=%s output=%s", recipe_hash[:12], recipe.source_uri, recipe.output_uri
+    )
 
     import torch
 
@@ -218,6 +235,10 @@ def calibrate(recipe: CalibrationRecipe, data_override: CalibrationData | None =
     timings["total"] = time.monotonic() - t_start
     log.info(
         "calibrate done checkpoint=%s bytes=%d sha256=%s seconds=%.1f ppl_delta=%+.4f",
-        recipe.output_uri, nbytes, digest[:12], timings["total"], delta,
+        recipe.output_uri,
+        nbytes,
+        digest[:12],
+        timings["total"],
+        delta,
     )
     return Outcome(manifest=manifest, timings=timings)

@@ -73,9 +73,9 @@ def support(tool: Tool, scheme: Scheme, algorithm: W4A16Algorithm | None) -> Too
 
 def supported_pairs() -> list[tuple[Tool, Scheme, W4A16Algorithm | None]]:
     pairs: list[tuple[Tool, Scheme, W4A16Algorithm | None]] = []
-    for (scheme, alg) in LLMC:
+    for scheme, alg in LLMC:
         pairs.append(("llm-compressor", scheme, alg))
-    for (scheme, alg) in MODELOPT:
+    for scheme, alg in MODELOPT:
         pairs.append(("modelopt", scheme, alg))
     return pairs
 

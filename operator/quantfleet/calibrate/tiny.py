@@ -116,14 +116,17 @@ def build_model(spec: TinyMoESpec, tokenizer: Any) -> Any:
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
-def build_tiny_moe(out_dir: str | Path, spec: TinyMoESpec | None = None, model: Any | None = None) -> Path:
-    """Create (or, given `model`, save a trained) tiny MoE model + tokenizer in `out_dir`; return the path."""
+def build_tiny_moe(
+    out_dir: str | Path, spec: TinyMoESpec | None = None, model: Any | None = None, tokenizer: Any | None = None
+) -> Path:
+    """Create (or, given `model` and its `tokenizer`, save a trained) MoE model + tokenizer in `out_dir`."""
     import torch
 
     spec = spec or TinyMoESpec()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(spec.vocab_size, spec.tokenizer_chars, spec.chat_template)
+    if tokenizer is None:
+        tokenizer = train_tokenizer(spec.vocab_size, spec.tokenizer_chars, spec.chat_template)
     if model is None:
         model = build_model(spec, tokenizer)
     model.to(torch.bfloat16).save_pretrained(out)
@@ -142,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--layers", type=int, default=2)
     a = p.parse_args(argv)
-    path = build_tiny_moe(a.out_dir, TinyMoESpec(family=a.family, num_experts=a.experts, top_k=a.top_k, num_layers=a.layers))
+    path = build_tiny_moe(
+        a.out_dir, TinyMoESpec(family=a.family, num_experts=a.experts, top_k=a.top_k, num_layers=a.layers)
+    )
     print(path)
     return 0
 

@@ -24,7 +24,13 @@ class ToolAdapter(Protocol):
     def counting_allowed(self) -> bool: ...
 
     def quantize(
-        self, model: Any, tokenizer: Any, calib: list[list[int]], recipe: CalibrationRecipe, is_moe: bool, device: Any,
+        self,
+        model: Any,
+        tokenizer: Any,
+        calib: list[list[int]],
+        recipe: CalibrationRecipe,
+        is_moe: bool,
+        device: Any,
         progress: Progress,
     ) -> None: ...
 

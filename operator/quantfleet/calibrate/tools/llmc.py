@@ -62,7 +62,13 @@ class LLMCompressorAdapter:
         return not HooksMixin._HOOKS_DISABLED  # propagation passes run with modifier hooks disabled
 
     def quantize(
-        self, model: Any, tokenizer: Any, calib: list[list[int]], recipe: CalibrationRecipe, is_moe: bool, device: Any,
+        self,
+        model: Any,
+        tokenizer: Any,
+        calib: list[list[int]],
+        recipe: CalibrationRecipe,
+        is_moe: bool,
+        device: Any,
         progress: Progress,
     ) -> None:
         from llmcompressor import oneshot

@@ -85,7 +85,9 @@ def all_expert_hooks(model: Any) -> list[Any]:
 
         handles.append(block.register_forward_pre_hook(pre_hook))
     if handles:
-        log.info("modelopt all-expert calibration: quantfleet widens routing on %d fused-expert MoE block(s)", len(handles))
+        log.info(
+            "modelopt all-expert calibration: quantfleet widens routing on %d fused-expert MoE block(s)", len(handles)
+        )
     return handles
 
 
@@ -106,7 +108,13 @@ class ModelOptAdapter:
         return self._in_loop
 
     def quantize(
-        self, model: Any, tokenizer: Any, calib: list[list[int]], recipe: CalibrationRecipe, is_moe: bool, device: Any,
+        self,
+        model: Any,
+        tokenizer: Any,
+        calib: list[list[int]],
+        recipe: CalibrationRecipe,
+        is_moe: bool,
+        device: Any,
         progress: Progress,
     ) -> None:
         import modelopt.torch.quantization as mtq
