@@ -8,8 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from quantfleet.api.manifest import TERMINATION_MESSAGE_LIMIT, ExpertCoverage, ExpertLayerCoverage, ResultManifest, parse_manifest
-from quantfleet.calibrate.publish import MANIFEST_NAME, checksum, compact_json, publish, staging_dir, write_termination_message
+from quantfleet.api.manifest import (
+    TERMINATION_MESSAGE_LIMIT,
+    ExpertCoverage,
+    ExpertLayerCoverage,
+    ResultManifest,
+    parse_manifest,
+)
+from quantfleet.calibrate.publish import (
+    MANIFEST_NAME,
+    checksum,
+    compact_json,
+    publish,
+    staging_dir,
+    write_termination_message,
+)
 
 
 def _tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -64,12 +77,21 @@ def _manifest(layers: int) -> ResultManifest:
         calibrated_min=4096,
         all_experts=True,
         layers=[
-            ExpertLayerCoverage(layer=i, min=4096 - (i % 7), median=4096.0, max=4096, routed_min=i % 5) for i in range(layers)
+            ExpertLayerCoverage(layer=i, min=4096 - (i % 7), median=4096.0, max=4096, routed_min=i % 5)
+            for i in range(layers)
         ],
     )
     return ResultManifest(
-        recipe_hash="ab" * 32, checkpoint_uri="pvc://models/x", format="compressed-tensors", scheme="nvfp4",
-        tool="llm-compressor", tool_version="0.14.0.1", bytes=10, sha256="0" * 64, seconds=1.0, expert_coverage=cov,
+        recipe_hash="ab" * 32,
+        checkpoint_uri="pvc://models/x",
+        format="compressed-tensors",
+        scheme="nvfp4",
+        tool="llm-compressor",
+        tool_version="0.14.0.1",
+        bytes=10,
+        sha256="0" * 64,
+        seconds=1.0,
+        expert_coverage=cov,
     )
 
 
