@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
+from kubernetes.utils import parse_quantity
 
 from quantfleet.api.manifest import parse_manifest
 from quantfleet.sandbox import cluster, fleet
@@ -126,7 +127,7 @@ def test_fleet_nodes_are_ready_with_gpu_capacity(sandbox: Sandbox) -> None:
         for key, value in want["metadata"]["labels"].items():
             assert node.metadata.labels.get(key) == value, (name, key)
         for resource, qty in want["status"]["allocatable"].items():
-            assert node.status.allocatable.get(resource) == qty, (name, resource)
+            assert parse_quantity(node.status.allocatable[resource]) == parse_quantity(qty), (name, resource)
 
 
 def test_b200_pod_is_scheduled_on_a_b200_node_and_becomes_ready(sandbox: Sandbox, namespace: str) -> None:
