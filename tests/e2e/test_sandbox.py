@@ -98,16 +98,24 @@ def test_crds_are_established(sandbox: Sandbox) -> None:
 
 def test_invalid_quantizedmodel_is_rejected_with_the_cel_message(sandbox: Sandbox, namespace: str) -> None:
     base = {"apiVersion": "quantfleet.io/v1alpha1", "kind": "QuantizedModel"}
-    invalid = {**base, "metadata": {"name": "both-sources"},
-               "spec": {"source": {"huggingFace": {"repo": "a/b"}, "uri": "pvc://x/y"}, "scheme": "fp8-dynamic"}}  # fmt: skip
+    invalid = {
+        **base,
+        "metadata": {"name": "both-sources"},
+        "spec": {"source": {"huggingFace": {"repo": "a/b"}, "uri": "pvc://x/y"}, "scheme": "fp8-dynamic"},
+    }
     with pytest.raises(ApiException) as rejected:
-        sandbox.custom.create_namespaced_custom_object("quantfleet.io", "v1alpha1", namespace, "quantizedmodels", invalid)
+        sandbox.custom.create_namespaced_custom_object(
+            "quantfleet.io", "v1alpha1", namespace, "quantizedmodels", invalid
+        )
     assert rejected.value.status == 422
     assert "exactly one of" in rejected.value.body, rejected.value.body
 
     # the same object with one source is accepted: the rejection above is the CEL rule, not a schema typo
-    valid = {**base, "metadata": {"name": "one-source"},
-             "spec": {"source": {"huggingFace": {"repo": "a/b"}}, "scheme": "fp8-dynamic"}}  # fmt: skip
+    valid = {
+        **base,
+        "metadata": {"name": "one-source"},
+        "spec": {"source": {"huggingFace": {"repo": "a/b"}}, "scheme": "fp8-dynamic"},
+    }
     created = sandbox.custom.create_namespaced_custom_object(
         "quantfleet.io", "v1alpha1", namespace, "quantizedmodels", valid
     )
@@ -177,7 +185,9 @@ def test_deployment_pods_become_ready(sandbox: Sandbox, namespace: str) -> None:
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": restricted_pod_spec({"nvidia.com/gpu": "2"}, nodeSelector={"nvidia.com/gpu.product": "NVIDIA-L40S"}),
+                "spec": restricted_pod_spec(
+                    {"nvidia.com/gpu": "2"}, nodeSelector={"nvidia.com/gpu.product": "NVIDIA-L40S"}
+                ),
             },
         },
     }

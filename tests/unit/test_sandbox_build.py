@@ -28,7 +28,9 @@ def test_kubernetes_staging_modules_are_replaced_at_the_matching_tag() -> None:
     replaces = re.findall(r"^\s*(k8s\.io/\S+) => (k8s\.io/\S+) (v\S+)$", gomod, re.M)
     assert len(replaces) >= 31
     assert all(src == dst and ver == staging for src, dst, ver in replaces)
-    assert {"k8s.io/api", "k8s.io/apiserver", "k8s.io/kubectl", "k8s.io/pod-security-admission"} <= {r[0] for r in replaces}
+    assert {"k8s.io/api", "k8s.io/apiserver", "k8s.io/kubectl", "k8s.io/pod-security-admission"} <= {
+        r[0] for r in replaces
+    }
 
 
 def test_render_kubernetes_gomod_from_upstream() -> None:
@@ -73,5 +75,12 @@ def test_stage_files_cover_the_lifecycle() -> None:
         doc = yaml.safe_load(f.read_text())
         assert doc["kind"] == "Stage" and doc["apiVersion"] == "kwok.x-k8s.io/v1alpha1", f.name
         names[doc["metadata"]["name"]] = doc
-    assert {"node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete",
-            "pod-failed", "pod-calibration-complete"} <= set(names)  # fmt: skip
+    assert {
+        "node-initialize",
+        "node-heartbeat-with-lease",
+        "pod-ready",
+        "pod-complete",
+        "pod-delete",
+        "pod-failed",
+        "pod-calibration-complete",
+    } <= set(names)

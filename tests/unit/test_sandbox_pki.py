@@ -53,6 +53,8 @@ def test_second_run_keeps_existing_keys(tmp_path: Path) -> None:
 
 def test_kubeconfig_embeds_credentials(tmp_path: Path) -> None:
     pki.ensure_pki(tmp_path)
-    cfg = pki.kubeconfig("https://127.0.0.1:1", tmp_path / "ca.crt", tmp_path / "admin.crt", tmp_path / "admin.key", "a")
+    cfg = pki.kubeconfig(
+        "https://127.0.0.1:1", tmp_path / "ca.crt", tmp_path / "admin.crt", tmp_path / "admin.key", "a"
+    )
     user = cfg["users"][0]["user"]  # type: ignore[index]
     assert set(user) == {"client-certificate-data", "client-key-data"}

@@ -201,8 +201,12 @@ def pinned_in_gomod(gomod: str, module: str) -> str | None:
 def _download_gomod(module: str, version: str, env: dict[str, str]) -> str:
     out = subprocess.run(
         ["go", "mod", "download", "-json", f"{module}@{version}"],
-        capture_output=True, text=True, env=env, check=True, cwd=paths.GOMOD_DIR,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=paths.GOMOD_DIR,
+    ).stdout
     return Path(json.loads(out)["GoMod"]).read_text()
 
 
@@ -224,11 +228,19 @@ def go_version(env: dict[str, str]) -> str:
 def build_command(component: Component, mod_flag: str) -> list[str]:
     ldflags = " ".join(["-s", "-w", *component.ldflags(component.version)])
     out = component.out_dir
-    if len(component.programs) == 1:
-        target = str(out / component.programs[0][1])
-    else:
-        target = str(out) + os.sep  # go build -o DIR/ writes one binary per main package, named after the package
-    return ["go", "build", mod_flag, "-trimpath", "-ldflags", ldflags, "-o", target, *(p for p, _ in component.programs)]
+    # go build -o DIR/ writes one binary per main package, named after the package
+    target = str(out / component.programs[0][1]) if len(component.programs) == 1 else str(out) + os.sep
+    return [
+        "go",
+        "build",
+        mod_flag,
+        "-trimpath",
+        "-ldflags",
+        ldflags,
+        "-o",
+        target,
+        *(p for p, _ in component.programs),
+    ]
 
 
 def stamp_digest(component: Component, command: list[str], gover: str) -> str:
@@ -276,8 +288,13 @@ def build_component(component: Component, update: bool, log: Callable[[str], Non
     # go.sum may have been written by -mod=mod: the digest must cover the final files
     digest = stamp_digest(component, build_command(component, "-mod=readonly"), go_version(env))
     (component.out_dir / ".build-stamp").write_text(digest + "\n")
-    record = {"component": component.name, "version": component.version, "seconds": round(seconds, 1),
-              "go": go_version(env), "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    record = {
+        "component": component.name,
+        "version": component.version,
+        "seconds": round(seconds, 1),
+        "go": go_version(env),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     (component.out_dir / "build.json").write_text(json.dumps(record, indent=2) + "\n")
     log(f"{component.name} {component.version}: built in {seconds:.0f}s -> {component.out_dir}")
     return seconds

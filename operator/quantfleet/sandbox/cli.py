@@ -7,6 +7,7 @@ against it, applies `crds/samples/` and prints what happened.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -22,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = parser.add_subparsers(dest="sandbox_command", required=True)
 
     p = sub.add_parser("build", help="build etcd, Kubernetes and KWOK from the Go module proxy (idempotent)")
-    p.add_argument("--update", action="store_true", help="regenerate hack/gomod/*/go.mod from versions.toml, refresh go.sum")
+    p.add_argument(
+        "--update", action="store_true", help="regenerate hack/gomod/*/go.mod from versions.toml, refresh go.sum"
+    )
     p.add_argument("--helm", action="store_true", help="also build helm")
     p.set_defaults(func=cmd_build)
 
@@ -79,10 +82,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def _hint(layout: cluster.Layout) -> str:
     kubectl_dir = ""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         kubectl_dir = str(build.kubectl_path().parent)
-    except FileNotFoundError:
-        pass
     path = f' PATH="{kubectl_dir}:$PATH"' if kubectl_dir and kubectl_dir != "/usr/bin" else ""
     return f"export KUBECONFIG={layout.kubeconfig}{path}"
 
@@ -116,8 +117,9 @@ def start_operator(layout: cluster.Layout, namespace: str | None = None) -> subp
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     log.close()
     (layout.root / "run").mkdir(exist_ok=True)
-    (layout.root / "run" / "operator.pid").write_text(json.dumps({"pid": proc.pid, "pgid": proc.pid,
-                                                                  "binary": sys.executable, "argv": argv}) + "\n")  # fmt: skip
+    (layout.root / "run" / "operator.pid").write_text(
+        json.dumps({"pid": proc.pid, "pgid": proc.pid, "binary": sys.executable, "argv": argv}) + "\n"
+    )
     print(f"operator: started pid {proc.pid}, log {layout.logfile('operator')}")
     return proc
 
@@ -141,7 +143,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for title, cmd in (
         ("nodes", ["get", "nodes", "-L", "quantfleet.io/pool,nvidia.com/gpu.product,amd.com/gpu.product-name"]),
         ("quantized models / inference services", ["get", "qm,qisvc", "-A", "-o", "wide"]),
-        ("jobs / deployments / pods", ["get", "jobs,deployments,pods", "-A", "-l", "app.kubernetes.io/managed-by=quantfleet"]),
+        (
+            "jobs / deployments / pods",
+            ["get", "jobs,deployments,pods", "-A", "-l", "app.kubernetes.io/managed-by=quantfleet"],
+        ),
         ("events", ["get", "events", "-A", "--field-selector", "type!=Normal", "--sort-by=.lastTimestamp"]),
     ):
         out = cluster.kubectl(layout, *cmd, check=False)

@@ -9,6 +9,9 @@ healthy, `up()` installs every `crds/*.yaml` and registers the fleet's fake GPU 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import http.client
 import json
 import os
 import signal
@@ -18,7 +21,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,8 +74,12 @@ class Layout:
 
     def save(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        state = {"ports": self.ports.__dict__, "kubernetes": versions.get("kubernetes.version"),
-                 "etcd": versions.get("etcd.version"), "kwok": versions.get("kwok.version")}  # fmt: skip
+        state = {
+            "ports": self.ports.__dict__,
+            "kubernetes": versions.get("kubernetes.version"),
+            "etcd": versions.get("etcd.version"),
+            "kwok": versions.get("kwok.version"),
+        }
         (self.root / "state.json").write_text(json.dumps(state, indent=2) + "\n")
 
     @property
@@ -117,10 +124,8 @@ def _proc_state(pid: int) -> str | None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def running_pid(layout: Layout, name: str) -> int | None:
@@ -138,10 +143,13 @@ def running_pid(layout: Layout, name: str) -> int | None:
     if state is None or state in ("Z", "X"):
         return None
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    return pid if cmdline and cmdline[0].decode() == record["binary"] else None
+    if not cmdline:
+        # mid-exec: the kernel has not set up the new argv yet (Popen returns once close-on-exec fired)
+        return pid
+    return pid if cmdline.split(b"\0")[0].decode(errors="replace") == record["binary"] else None
 
 
 def _spawn(layout: Layout, component: Component) -> int:
@@ -197,18 +205,14 @@ def stop(layout: Layout, name: str, grace: float = 10.0) -> bool:
         pidfile.unlink(missing_ok=True)
         return False
     pgid = json.loads(pidfile.read_text()).get("pgid", pid)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and running_pid(layout, name) is not None:
         time.sleep(0.1)
     if running_pid(layout, name) is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         while running_pid(layout, name) is not None:
             time.sleep(0.05)
     pidfile.unlink(missing_ok=True)
@@ -230,11 +234,11 @@ def _port_free(port: int) -> bool:
 
 def _get(url: str, context: ssl.SSLContext | None = None) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as resp:  # noqa: S310 (loopback only)
+        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
             return resp.status, resp.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
         return 0, ""
 
 
@@ -353,11 +357,13 @@ def write_kubeconfigs(layout: Layout) -> None:
     users = {"kube-controller-manager": "kube-controller-manager", "kube-scheduler": "kube-scheduler", "kwok": "kwok"}
     layout.component_kubeconfig("x").parent.mkdir(parents=True, exist_ok=True)
     for name, cert in users.items():
-        cfg = pki.kubeconfig(layout.server, layout.pki / "ca.crt", layout.pki / f"{cert}.crt",
-                             layout.pki / f"{cert}.key", name)  # fmt: skip
+        cfg = pki.kubeconfig(
+            layout.server, layout.pki / "ca.crt", layout.pki / f"{cert}.crt", layout.pki / f"{cert}.key", name
+        )
         _write_private(layout.component_kubeconfig(name), yaml.safe_dump(cfg))
-    admin = pki.kubeconfig(layout.server, layout.pki / "ca.crt", layout.pki / "admin.crt", layout.pki / "admin.key",
-                           "quantfleet-admin")  # fmt: skip
+    admin = pki.kubeconfig(
+        layout.server, layout.pki / "ca.crt", layout.pki / "admin.crt", layout.pki / "admin.key", "quantfleet-admin"
+    )
     _write_private(layout.kubeconfig, yaml.safe_dump(admin))
 
 
@@ -371,20 +377,41 @@ def _write_private(path: Path, text: str) -> None:
 # ---------------------------------------------------------------- up / down / status
 
 
+@contextlib.contextmanager
+def _locked(layout: Layout) -> Iterator[None]:
+    """Serialise `up` / `down` on one state dir: several test sessions may share a sandbox."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with (layout.root / ".lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def up(fleet_file: Path | None = None, log: Log = print, timeout: float = 180.0) -> Layout:
     """Start (or reuse) every component, then install CRDs and register the fleet's nodes."""
+    layout = Layout.load()
+    with _locked(layout):
+        return _up(layout, fleet_file, log, timeout)
+
+
+def _up(layout: Layout, fleet_file: Path | None, log: Log, timeout: float) -> Layout:
     missing = build.missing_binaries()
     if missing:
         raise SystemExit(f"missing binaries {', '.join(map(str, missing))}: run `quantfleet sandbox build` first")
-    layout = Layout.load()
     layout.save()
     pki.ensure_pki(layout.pki)
     write_kubeconfigs(layout)
     started_at = time.monotonic()
     comps = {c.name: c for c in components(layout)}
-    port_of = {"etcd": layout.ports.etcd, "kube-apiserver": layout.ports.apiserver,
-               "kube-controller-manager": layout.ports.controller_manager,
-               "kube-scheduler": layout.ports.scheduler, "kwok": layout.ports.kwok}  # fmt: skip
+    port_of = {
+        "etcd": layout.ports.etcd,
+        "kube-apiserver": layout.ports.apiserver,
+        "kube-controller-manager": layout.ports.controller_manager,
+        "kube-scheduler": layout.ports.scheduler,
+        "kwok": layout.ports.kwok,
+    }
     waves = (("etcd",), ("kube-apiserver",), ("kube-controller-manager", "kube-scheduler", "kwok"))
     for wave in waves:
         for name in wave:
@@ -392,8 +419,10 @@ def up(fleet_file: Path | None = None, log: Log = print, timeout: float = 180.0)
                 log(f"{name}: reusing running process (pid {running_pid(layout, name)})")
                 continue
             if not _port_free(port_of[name]):
-                raise SystemExit(f"{name}: port {port_of[name]} is taken by another program "
-                                 "(set QUANTFLEET_SANDBOX_PORT_BASE, or QUANTFLEET_SANDBOX_DIR for a second sandbox)")  # fmt: skip
+                raise SystemExit(
+                    f"{name}: port {port_of[name]} is taken by another program "
+                    "(set QUANTFLEET_SANDBOX_PORT_BASE, or QUANTFLEET_SANDBOX_DIR for a second sandbox)"
+                )
             pid = _spawn(layout, comps[name])
             log(f"{name}: started pid {pid}, log {layout.logfile(name)}")
         for name in wave:
@@ -406,8 +435,9 @@ def up(fleet_file: Path | None = None, log: Log = print, timeout: float = 180.0)
 
 def down(log: Log = print) -> list[str]:
     layout = Layout.load()
-    # the operator `sandbox demo` started goes first, then the control plane in reverse start order
-    stopped = [name for name in ("operator", *reversed(COMPONENT_ORDER)) if stop(layout, name)]
+    with _locked(layout):
+        # the operator `sandbox demo` started goes first, then the control plane in reverse start order
+        stopped = [name for name in ("operator", *reversed(COMPONENT_ORDER)) if stop(layout, name)]
     log(f"stopped: {', '.join(stopped) or 'nothing was running'}")
     return stopped
 
@@ -434,7 +464,9 @@ def is_up(layout: Layout | None = None) -> bool:
 # ---------------------------------------------------------------- bootstrap: CRDs and nodes
 
 
-def kubectl(layout: Layout, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    layout: Layout, *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     argv = [str(build.kubectl_path()), f"--kubeconfig={layout.kubeconfig}", *args]
     return subprocess.run(argv, input=input, capture_output=True, text=True, check=check, timeout=300)
 
@@ -462,8 +494,7 @@ def install_crds(layout: Layout, log: Log, timeout: float) -> list[str]:
         args += ["-f", str(f)]
     kubectl(layout, *args)
     names = crd_names(files)
-    kubectl(layout, "wait", "--for=condition=Established", f"--timeout={int(timeout)}s",
-            *(f"crd/{n}" for n in names))  # fmt: skip
+    kubectl(layout, "wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *(f"crd/{n}" for n in names))
     log(f"CRDs established: {', '.join(names)}")
     return names
 
@@ -473,14 +504,14 @@ def api_client(layout: Layout | None = None) -> Any:
     from kubernetes import config
 
     layout = layout or Layout.load()
-    return config.new_client_from_config(config_file=str(layout.kubeconfig))
+    return config.new_client_from_config(config_file=str(layout.kubeconfig))  # type: ignore[no-untyped-call]
 
 
 def register_nodes(layout: Layout, fleet_file: Path | None, log: Log) -> list[str]:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    core = client.CoreV1Api(api_client(layout))
+    core: Any = client.CoreV1Api(api_client(layout))
     wanted = fleet.fleet_nodes(fleet.load_fleet(fleet_file))
     names = []
     for node in wanted:
@@ -491,8 +522,10 @@ def register_nodes(layout: Layout, fleet_file: Path | None, log: Log) -> list[st
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            core.patch_node(name, {"metadata": {"labels": node["metadata"]["labels"],
-                                                "annotations": node["metadata"]["annotations"]}})  # fmt: skip
+            core.patch_node(
+                name,
+                {"metadata": {"labels": node["metadata"]["labels"], "annotations": node["metadata"]["annotations"]}},
+            )
             core.patch_node_status(name, {"status": node["status"]})
     # nodes of pools no longer in the fleet file go away
     for existing in core.list_node(label_selector=fleet.POOL_LABEL).items:
@@ -506,7 +539,7 @@ def register_nodes(layout: Layout, fleet_file: Path | None, log: Log) -> list[st
 def wait_nodes_ready(layout: Layout, names: list[str], timeout: float) -> None:
     from kubernetes import client
 
-    core = client.CoreV1Api(api_client(layout))
+    core: Any = client.CoreV1Api(api_client(layout))
     deadline = time.monotonic() + timeout
     pending = set(names)
     while pending and time.monotonic() < deadline:
@@ -524,7 +557,7 @@ def wait_default_serviceaccount(layout: Layout, timeout: float) -> None:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    core = client.CoreV1Api(api_client(layout))
+    core: Any = client.CoreV1Api(api_client(layout))
     deadline = time.monotonic() + timeout
     while True:
         try:

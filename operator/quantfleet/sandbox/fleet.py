@@ -144,7 +144,7 @@ def gpu_labels(gpu: GPUModel, count: int, machine: str, driver: str = "", cuda: 
         if machine:
             labels["nvidia.com/gpu.machine"] = machine
         if driver:
-            d = (driver.split(".") + ["0", "0"])[:3]
+            d = [*driver.split("."), "0", "0"][:3]
             labels |= {
                 "nvidia.com/cuda.driver-version.full": driver,
                 "nvidia.com/cuda.driver-version.major": d[0],
@@ -152,7 +152,7 @@ def gpu_labels(gpu: GPUModel, count: int, machine: str, driver: str = "", cuda: 
                 "nvidia.com/cuda.driver-version.revision": d[2],
             }
         if cuda:
-            c = (cuda.split(".") + ["0"])[:2]
+            c = [*cuda.split("."), "0"][:2]
             labels |= {
                 "nvidia.com/cuda.runtime-version.full": cuda,
                 "nvidia.com/cuda.runtime-version.major": c[0],

@@ -31,10 +31,11 @@ def wait_for(fn: Callable[[], T], timeout: float = 60.0, message: str = "conditi
     last: Any = None
     while True:
         try:
-            last = fn()
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001
+            value = fn()
+            if value:
+                return value
+            last = value
+        except Exception as exc:
             last = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}; last value: {last!r}")
@@ -131,7 +132,14 @@ def operator_process(
     layout = cluster.Layout.load()
     log_path = log_path or layout.logfile(f"operator-{namespace or 'all'}")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "quantfleet.cli", "run", *(["--namespace", namespace] if namespace else []), *extra_args]
+    argv = [
+        sys.executable,
+        "-m",
+        "quantfleet.cli",
+        "run",
+        *(["--namespace", namespace] if namespace else []),
+        *extra_args,
+    ]
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -143,7 +151,9 @@ def operator_process(
             raise AssertionError(f"operator exited with {proc.returncode} at start-up:\n{_log_tail(log_path, 4000)}")
         yield proc
         if proc.poll() is not None:
-            raise AssertionError(f"operator exited with {proc.returncode} during the test:\n{_log_tail(log_path, 4000)}")
+            raise AssertionError(
+                f"operator exited with {proc.returncode} during the test:\n{_log_tail(log_path, 4000)}"
+            )
     except BaseException:
         print(f"--- operator log {log_path} ---\n{_log_tail(log_path, 8000)}", file=sys.stderr)
         raise
