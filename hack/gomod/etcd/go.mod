@@ -1,5 +1,5 @@
-// Wrapper module: builds the etcd server (the main package is the module go.etcd.io/etcd/server/v3 itself).
-// etcd's own go.mod replaces its sibling modules with ../ paths; here they are required at the same tag instead.
+// Wrapper module: builds the etcd server (its main package is the module go.etcd.io/etcd/server/v3).
+// etcd's own go.mod replaces its sibling modules with ../ paths; here they are required at the same tag.
 module quantfleet.local/hack/gomod/etcd
 
 go 1.26.0
