@@ -11,7 +11,7 @@ from quantfleet import versions
 from quantfleet.sandbox import build, paths
 
 
-@pytest.mark.parametrize("component", build.components(with_helm=False), ids=lambda c: c.name)
+@pytest.mark.parametrize("component", build.components(with_helm=True), ids=lambda c: c.name)
 def test_wrapper_gomod_pins_the_versions_toml_version(component: build.Component) -> None:
     gomod = (component.gomod_dir / "go.mod").read_text()
     assert build.pinned_in_gomod(gomod, component.module) == component.version, (

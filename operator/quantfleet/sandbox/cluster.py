@@ -331,6 +331,9 @@ def components(layout: Layout) -> list[Component]:
             # nodeipam needs a pod CIDR per node; KWOK assigns pod IPs itself
             "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
             "--concurrent-gc-syncs=5",
+            # Dynamic hostPath provisioning (development-only in-tree provisioner) so PVCs bind like on a
+            # real cluster; KWOK never mounts them. StorageClass `standard` (default) uses it.
+            "--enable-hostpath-provisioner=true",
         ],
     )
     scheduler = control("kube-scheduler", ports.scheduler, [])
@@ -569,8 +572,26 @@ def wait_default_serviceaccount(layout: Layout, timeout: float) -> None:
             time.sleep(0.5)
 
 
+STORAGE_CLASS = """apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+"""
+
+
+def install_storage_class(layout: Layout) -> None:
+    """The default StorageClass, backed by kube-controller-manager's hostPath provisioner."""
+    kubectl(layout, "apply", "-f", "-", input=STORAGE_CLASS)
+
+
 def bootstrap(layout: Layout, fleet_file: Path | None, log: Log, timeout: float) -> None:
     install_crds(layout, log, timeout)
+    install_storage_class(layout)
     names = register_nodes(layout, fleet_file, log)
     wait_nodes_ready(layout, names, timeout)
     log(f"{len(names)} simulated nodes Ready")
