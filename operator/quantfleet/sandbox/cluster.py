@@ -152,6 +152,14 @@ def running_pid(layout: Layout, name: str) -> int | None:
     return pid if cmdline.split(b"\0")[0].decode(errors="replace") == record["binary"] else None
 
 
+def recorded_argv(layout: Layout, name: str) -> list[str] | None:
+    try:
+        argv = json.loads(layout.pidfile(name).read_text()).get("argv")
+    except (OSError, ValueError):
+        return None
+    return list(argv) if isinstance(argv, list) else None
+
+
 def _spawn(layout: Layout, component: Component) -> int:
     layout.logfile(component.name).parent.mkdir(parents=True, exist_ok=True)
     layout.pidfile(component.name).parent.mkdir(parents=True, exist_ok=True)
@@ -419,8 +427,11 @@ def _up(layout: Layout, fleet_file: Path | None, log: Log, timeout: float) -> La
     for wave in waves:
         for name in wave:
             if running_pid(layout, name) is not None:
-                log(f"{name}: reusing running process (pid {running_pid(layout, name)})")
-                continue
+                if recorded_argv(layout, name) == comps[name].argv:
+                    log(f"{name}: reusing running process (pid {running_pid(layout, name)})")
+                    continue
+                log(f"{name}: flags or binary changed since it was started: restarting it")
+                stop(layout, name)
             if not _port_free(port_of[name]):
                 raise SystemExit(
                     f"{name}: port {port_of[name]} is taken by another program "
