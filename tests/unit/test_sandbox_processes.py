@@ -72,3 +72,13 @@ def test_layout_keeps_the_ports_it_was_first_given(tmp_path: Path, monkeypatch: 
     first.save()
     monkeypatch.setenv("QUANTFLEET_SANDBOX_PORT_BASE", "32000")
     assert cluster.Layout.load(tmp_path).ports == first.ports
+
+
+def test_the_pid_file_records_the_command_line_up_compares(layout: cluster.Layout) -> None:
+    argv = ["/bin/sh", "-c", "sleep 300"]
+    cluster._spawn(layout, cluster.Component("toy", argv, healthy=lambda: True))
+    try:
+        assert cluster.recorded_argv(layout, "toy") == argv
+        assert cluster.recorded_argv(layout, "other") is None
+    finally:
+        cluster.stop(layout, "toy")
