@@ -224,7 +224,7 @@ def _reconcile(ctx: Context, body: Obj) -> None:
             ctx,
             body,
             {**base, **_carry(prev), "phase": "Ready", "checkpoint": prev_ckpt},
-            _ready_conditions(plan, prev.get("quality")),
+            _carry_conditions(prev),  # as validated (CheckpointReady or CheckpointReused)
         )
         return
     if job is None:
@@ -421,15 +421,6 @@ def _gate_conditions(plan: Plan, quality: Obj | None) -> list[Cond]:
             "Passed" if ok else "ThresholdExceeded",
             f"perplexity delta {quality.get('delta')} (max {gate.max_perplexity_delta})",
         )
-    ]
-
-
-def _ready_conditions(plan: Plan, quality: Obj | None) -> list[Cond]:
-    return [
-        Cond("Ready", "True", "CheckpointReady", "checkpoint validated"),
-        Cond("Calibrating", "False", "Done"),
-        Cond("Failed", "False", "Done"),
-        *_gate_conditions(plan, quality),
     ]
 
 

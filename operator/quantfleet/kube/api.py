@@ -99,9 +99,8 @@ class Kube:
         token = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
         if token:
             headers["Authorization"] = token
-        payload = json.dumps(body).encode() if body is not None else None
         try:
-            resp = self.api.call_api(method, url, header_params=headers, body=payload)
+            resp = self.api.call_api(method, url, header_params=headers, body=body)  # the client JSON-encodes it
             data = resp.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:
             if exc.status == 404 and method in ("GET", "DELETE"):
