@@ -304,6 +304,8 @@ def components(layout: Layout) -> list[Component]:
             # PodSecurity is on by default; NodeRestriction joins the default plugin set.
             "--enable-admission-plugins=NodeRestriction,PodSecurity",
             "--allow-privileged=false",
+            # the `kubernetes` Service would point at 127.0.0.1, which Endpoints reject; nothing in-cluster needs it
+            "--endpoint-reconciler-type=none",
             "--profiling=false",
             "--v=1",
         ],
