@@ -51,6 +51,8 @@ def sandbox() -> Iterator[Sandbox]:
         pytest.fail(f"sandbox binaries missing ({', '.join(p.name for p in missing)}): run `make binaries`")
     was_up = cluster.is_up()
     layout = cluster.up(log=_log)
+    if cluster.stop(layout, "operator"):
+        _log("stopped the all-namespace operator `sandbox demo` left running: e2e tests start their own")
     api = cluster.api_client(layout)
     try:
         yield Sandbox(layout, api)
