@@ -270,3 +270,47 @@ def test_second_up_reuses_the_running_processes(sandbox: Sandbox) -> None:
     cluster.up(log=lambda _m: None)
     assert cluster.status()["processes"] == before
     assert time.monotonic() - started < 60
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_second_sandbox_restarts_warm_and_down_leaves_no_process(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an independent sandbox next to the session's one: own state dir, own ports
+    state = tmp_path / "sb"
+    monkeypatch.setenv("QUANTFLEET_SANDBOX_DIR", str(state))
+    monkeypatch.setenv("QUANTFLEET_SANDBOX_PORT_BASE", "36000")
+    try:
+        layout = cluster.up(log=lambda _m: None)
+        assert layout.ports.apiserver == 36443
+        core = cluster.api_client(layout)
+        from kubernetes import client
+
+        first = client.CoreV1Api(core).read_node("b200-0").metadata.creation_timestamp
+        core.close()
+        assert cluster.down(log=lambda _m: None) == [
+            "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"
+        ]  # fmt: skip
+        assert _processes_mentioning(str(state)) == []
+
+        started = time.monotonic()
+        layout = cluster.up(log=lambda _m: None)  # warm: same PKI, same etcd data
+        warm = time.monotonic() - started
+        core = cluster.api_client(layout)
+        assert client.CoreV1Api(core).read_node("b200-0").metadata.creation_timestamp == first
+        core.close()
+        assert warm < 90
+    finally:
+        cluster.down(log=lambda _m: None)
+    assert _processes_mentioning(str(state)) == []
