@@ -166,49 +166,64 @@ def test_request_the_gpu_cannot_honour_is_a_condition_not_a_deployment(
     assert any(e.reason == "CannotHonour" and e.type == "Warning" for e in events(sandbox, namespace, "q-amd"))
 
 
-def test_spanning_pools_update_restart_and_delete(sandbox: Sandbox, namespace: str, op: Any) -> None:
-    ready_qm(sandbox, namespace, "qwen-nvfp4", "nvfp4")
+def test_spanning_pools_update_restart_and_delete(sandbox: Sandbox, namespace: str) -> None:
+    for model in ("llama-3.1-8b", "qwen3-30b-a3b"):
+        model_config(sandbox, namespace, model)
     spec = {
         "model": {"quantizedModelRef": {"name": "qwen-nvfp4"}},
         "maxModelLen": 32768,
         "pools": [{"name": "blackwell", "nodeSelector": B200}, {"name": "hopper", "nodeSelector": H100}],
     }
-    apply(sandbox, namespace, isvc("span", **spec))
-    obj = wait_cond(sandbox, namespace, PLURAL, "span", "Ready", "True", timeout=120)
-    bw, hop = decision(obj, "blackwell"), decision(obj, "hopper")
-    assert bw["precision"] == "nvfp4" and hop["precision"] == "fp8" and bw["precision"] != hop["precision"]
-    assert hop["modelUri"].startswith("hf://") and bw["modelUri"].startswith("pvc://")
-    deps = {d.metadata.name: d for d in sandbox.apps.list_namespaced_deployment(namespace).items}
-    assert set(deps) == {"span-blackwell", "span-hopper"}
-    gens = {n: d.metadata.generation for n, d in deps.items()}
-    assert ready_pods_on(sandbox, namespace, "span-blackwell", "nvidia.com/gpu.product", "NVIDIA-B200")
-    assert ready_pods_on(sandbox, namespace, "span-hopper", "nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3")
-
-    # update one pool: only its Deployment rolls
-    spec["pools"][1]["replicas"] = 2
-    apply(sandbox, namespace, isvc("span", **spec))
-    wait_for(
-        lambda: sandbox.apps.read_namespaced_deployment("span-hopper", namespace).spec.replicas == 2,
-        60,
-        "hopper scaled",
-    )
-    assert (
-        sandbox.apps.read_namespaced_deployment("span-blackwell", namespace).metadata.generation
-        == gens["span-blackwell"]
-    )
-    obj = wait_cond(sandbox, namespace, PLURAL, "span", "Ready", "True", timeout=120)
-    assert obj["status"]["readyReplicas"] == 3
-
-    # operator restart mid-rollout: no duplicates, pinned decisions kept
-    plan = obj["status"]["planHash"]
-    merge_patch(sandbox, namespace, PLURAL, "span", {"spec": {"maxModelLen": 16384}})
-    op.terminate()
-    op.wait(10)
     with running_operator(sandbox, namespace):
+        ready_qm(sandbox, namespace, "qwen-nvfp4", "nvfp4")
+        apply(sandbox, namespace, isvc("span", **spec))
         obj = wait_cond(sandbox, namespace, PLURAL, "span", "Ready", "True", timeout=120)
-        assert (
-            obj["status"]["planHash"] != plan and obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+        bw, hop = decision(obj, "blackwell"), decision(obj, "hopper")
+        assert bw["precision"] == "nvfp4" and hop["precision"] == "fp8" and bw["precision"] != hop["precision"]
+        assert hop["modelUri"].startswith("hf://") and bw["modelUri"].startswith("pvc://")
+        deps = {d.metadata.name: d for d in sandbox.apps.list_namespaced_deployment(namespace).items}
+        assert set(deps) == {"span-blackwell", "span-hopper"}
+        gens = {n: d.metadata.generation for n, d in deps.items()}
+        assert ready_pods_on(sandbox, namespace, "span-blackwell", "nvidia.com/gpu.product", "NVIDIA-B200")
+        assert ready_pods_on(sandbox, namespace, "span-hopper", "nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3")
+
+        # update one pool: only its Deployment rolls
+        spec["pools"][1]["replicas"] = 2
+        apply(sandbox, namespace, isvc("span", **spec))
+        wait_for(
+            lambda: sandbox.apps.read_namespaced_deployment("span-hopper", namespace).spec.replicas == 2,
+            60,
+            "hopper scaled",
         )
+        assert (
+            sandbox.apps.read_namespaced_deployment("span-blackwell", namespace).metadata.generation
+            == gens["span-blackwell"]
+        )
+        obj = wait_for(
+            lambda: (
+                (o := get(sandbox, namespace, PLURAL, "span"))["status"].get("readyReplicas") == 3
+                and cond(o, "Ready")["status"] == "True"
+                and o
+            ),
+            120,
+            "3 replicas ready",
+        )
+        plan = obj["status"]["planHash"]
+
+        # operator stopped right after a spec change (mid-rollout) ...
+        merge_patch(sandbox, namespace, PLURAL, "span", {"spec": {"maxModelLen": 16384}})
+    # ... and a new one finishes it: no duplicates, status not lost
+    with running_operator(sandbox, namespace):
+        obj = wait_for(
+            lambda: (
+                (o := get(sandbox, namespace, PLURAL, "span"))["status"].get("planHash") != plan
+                and cond(o, "Ready")["status"] == "True"
+                and o
+            ),
+            120,
+            "re-planned and Ready",
+        )
+        assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
         names = sorted(d.metadata.name for d in sandbox.apps.list_namespaced_deployment(namespace).items)
         assert names == ["span-blackwell", "span-hopper"]
         args = deployment_args(sandbox, namespace, "span-hopper")
