@@ -245,3 +245,11 @@ def test_invalid_spec_reported_as_spec_invalid(sandbox: Sandbox, namespace: str,
         assert needle in cond(got, "Ready")["message"]
         assert jobs(sandbox, namespace, name) == []
         assert any(e.reason == "SpecInvalid" and e.type == "Warning" for e in events(sandbox, namespace, name))
+
+
+def test_quality_gate_blocks_a_checkpoint_without_measurements(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    # the sandbox's simulated manifest carries no perplexity: a gated checkpoint must not become Ready
+    apply(sandbox, namespace, qm("gated", "nvfp4a16", qualityGate={"maxPerplexityDelta": 0.05}))
+    obj = wait_cond(sandbox, namespace, PLURAL, "gated", "Ready", "False", "QualityGateFailed")
+    assert cond(obj, "QualityGate")["status"] == "False" and obj["status"]["phase"] == "Failed"
+    assert "no perplexity" in cond(obj, "Ready")["message"]
