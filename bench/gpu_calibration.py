@@ -76,6 +76,7 @@ class Row:
     seconds_tool: float | None = None  # quantize + save + checksum + publish
     seconds_direct: float | None = None  # tool API + save, no quantfleet around it (best of direct_runs)
     direct_runs: list[float] | None = None
+    quantfleet_runs: list[float] | None = None
     overhead: float | None = None
     peak_gpu_bytes: int | None = None
     peak_gpu_bytes_direct: int | None = None
@@ -316,6 +317,37 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def header(env: dict[str, Any], train_info: dict[str, Any], meta: dict[str, Any]) -> str:
+    spec = meta["spec"]
+    return (
+        f"GPU: {env['device']} · date: {env['date_utc']} · torch {env['torch']} (CUDA {env['cuda']}) · "
+        f"llmcompressor {env['llmcompressor']} · compressed-tensors {env['compressed-tensors']} · "
+        f"nvidia-modelopt {env['nvidia-modelopt']} · transformers {env['transformers']}\n"
+        f"model: Qwen3-MoE {spec['num_layers']} layers, hidden {spec['hidden_size']}, "
+        f"{spec['num_experts']} experts top-{spec['top_k']}, vocab {spec['vocab_size']}; trained "
+        f"{train_info['steps']} steps / {train_info['seconds']:.0f}s on stdlib text (final loss "
+        f"{train_info['final_loss']:.3f}); calibration {meta['samples']} x {meta['seq_len']} tokens, "
+        f"held-out {meta['heldout']} x {meta['seq_len']}\n"
+    )
+
+
+def merge(out: Path) -> int:
+    """Combine results-*.json (one per tool group / process) into table.md."""
+    rows: list[Row] = []
+    first: dict[str, Any] | None = None
+    for f in sorted(out.glob("results-*.json"), key=lambda p: ("modelopt" in p.name, p.name)):
+        doc = json.loads(f.read_text())
+        first = first or doc
+        rows.extend(Row(**r) for r in doc["rows"])
+    if first is None:
+        print("no results-*.json in", out)
+        return 1
+    text = header(first["env"], first["train"], first["meta"]) + "\n" + table(rows) + "\n"
+    (out / "table.md").write_text(text)
+    print(text)
+    return 0 if all(r.ok for r in rows) else 1
+
+
 def warmup(pairs: list[tuple[str, str, str | None]], work: Path, device: torch.device) -> None:
     """Run each pair once on a tiny model so JIT / CUDA-extension builds are billed to neither side."""
     from transformers import AutoTokenizer
@@ -326,6 +358,8 @@ def warmup(pairs: list[tuple[str, str, str | None]], work: Path, device: torch.d
     wtok = AutoTokenizer.from_pretrained(warm_dir)
     wdata = build_calibration_data(wtok, "builtin:python-stdlib", 4, 64, seed=0, heldout_blocks=1)
     for tool, scheme, alg in pairs:
+        if alg == "awq":
+            continue  # minutes long, nothing to JIT that the other pairs did not
         tw = time.monotonic()
         try:
             direct(tool, scheme, alg, warm_dir, wdata, work / f"warm-{tool}-{scheme}-{alg}", 64, device)
@@ -346,10 +380,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help="comma list of tool:scheme[:alg] to run (default: every supported pair)")
     p.add_argument("--no-warmup", action="store_true")
     p.add_argument("--budget-seconds", type=float, default=0, help="skip pairs not started by then (0: no limit)")
+    p.add_argument("--tools", default="llm-compressor,modelopt", help="tool groups to run, in this order")
+    p.add_argument("--reuse-model", action="store_true", help="reuse the model an earlier run trained in the work dir")
+    p.add_argument("--merge", action="store_true", help="only merge results-*.json in --out into table.md")
     a = p.parse_args(argv)
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.merge:
+        return merge(out)
     _setup_logging()
     for name in ("quantfleet.bench",):
         lg = logging.getLogger(name)
@@ -379,8 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     spec = TINY_SPEC if a.tiny else GPU_SPEC
     model_dir = work / "base"
     t = time.monotonic()
-    train_info = train(model_dir, spec, device, a.train_seconds, min(a.seq_len, 512), a.train_batch)
-    train_info["wall_seconds"] = time.monotonic() - t
+    if a.reuse_model and (model_dir / "bench-train.json").exists():
+        train_info = json.loads((model_dir / "bench-train.json").read_text())
+    else:
+        train_info = train(model_dir, spec, device, a.train_seconds, min(a.seq_len, 512), a.train_batch)
+        train_info["wall_seconds"] = time.monotonic() - t
+        (model_dir / "bench-train.json").write_text(json.dumps(train_info))
     log.info("trained %s", json.dumps(train_info))
     from transformers import AutoTokenizer
 
@@ -397,7 +440,14 @@ def main(argv: list[str] | None = None) -> int:
     # ModelOpt patches transformers classes process-wide (e.g. attention for KV-cache quantizers), so
     # everything llm-compressor runs before the first mtq.quantize; a calibration Job runs one recipe per process.
     rows: list[Row] = []
-    for tool_now in ("llm-compressor", "modelopt"):
+    results_name = "results-" + "+".join(a.tools.split(",")) + ".json"
+    meta = {"spec": asdict(spec), "samples": len(data.calib), "heldout": len(data.heldout), "seq_len": a.seq_len}
+
+    def save() -> None:
+        doc = {"env": env, "train": train_info, "meta": meta, "rows": [asdict(r) for r in rows]}
+        (out / results_name).write_text(json.dumps(doc, indent=1))
+
+    for tool_now in a.tools.split(","):
         tool_pairs = sorted((pr for pr in pairs if pr[0] == tool_now), key=lambda pr: pr[2] == "awq")  # AWQ last
         if not a.no_warmup:
             warmup(tool_pairs, work, device)
@@ -414,6 +464,12 @@ def main(argv: list[str] | None = None) -> int:
                     tool, scheme, alg, model_dir, data, work / f"direct-{tag}", a.seq_len, device
                 )
                 row = via_quantfleet(tool, scheme, alg, model_dir, data, work / f"qf-{tag}", a.seq_len, device)
+                if (row.seconds_tool or 0) < 15:  # cheap: run twice, keep the faster (as for the direct API)
+                    again = via_quantfleet(tool, scheme, alg, model_dir, data, work / f"qf2-{tag}", a.seq_len, device)
+                    row.quantfleet_runs = [row.seconds_tool or 0, again.seconds_tool or 0]
+                    if (again.seconds_tool or 0) < (row.seconds_tool or 0):
+                        again.quantfleet_runs = row.quantfleet_runs
+                        row = again
                 runs = [secs_direct]
                 if secs_direct < 60:  # direct again after quantfleet: order effects must not favour either side
                     runs.append(
@@ -436,26 +492,9 @@ def main(argv: list[str] | None = None) -> int:
                 _free(device)
             rows.append(row)
             log.info("bench result %s", json.dumps(asdict(row)))
-            (out / "results.json").write_text(
-                json.dumps({"env": env, "train": train_info, "rows": [asdict(r) for r in rows]}, indent=1)
-            )
-            (out / "table.md").write_text(table(rows) + "\n")  # partial table survives a timeout
-
-    text = table(rows)
-    header = (
-        f"GPU: {env['device']} · date: {env['date_utc']} · torch {env['torch']} (CUDA {env['cuda']}) · "
-        f"llmcompressor {env['llmcompressor']} · compressed-tensors {env['compressed-tensors']} · "
-        f"nvidia-modelopt {env['nvidia-modelopt']} · transformers {env['transformers']}\n"
-        f"model: Qwen3-MoE {spec.num_layers} layers, hidden {spec.hidden_size}, "
-        f"{spec.num_experts} experts top-{spec.top_k}, "
-        f"vocab {spec.vocab_size}; trained {train_info['steps']} steps / {a.train_seconds:.0f}s on stdlib text "
-        f"(final loss {train_info['final_loss']:.3f}); calibration {len(data.calib)} x {a.seq_len} tokens, "
-        f"held-out {len(data.heldout)} x {a.seq_len}\n"
-    )
-    (out / "table.md").write_text(header + "\n" + text + "\n")
-    print(header)
-    print(text)
-    return 0 if all(r.ok for r in rows) else 1
+            save()
+    save()
+    return merge(out)
 
 
 if __name__ == "__main__":
