@@ -15,10 +15,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from quantfleet import versions
-from quantfleet.api.conditions import Cond, is_true, merge_conditions, transitions
+from quantfleet.api.conditions import Cond, is_true
 from quantfleet.api.inferenceservice import InferenceServiceSpec
 from quantfleet.cluster.pools import ClusterGpus, GpuPool, group_pools, pool_for_selector
-from quantfleet.controllers.context import Context, status_patch
+from quantfleet.controllers import context
+from quantfleet.controllers.context import Context
 from quantfleet.hardware import LabelError
 from quantfleet.hardware.labels import short_name
 from quantfleet.kube.api import NotOwned
@@ -224,11 +225,7 @@ def plan_hash(spec: InferenceServiceSpec, model: ResolvedModel, replan: str | No
 
 
 def reconcile(ctx: Context, body: Obj) -> None:
-    with ctx.lock(body["metadata"]["uid"]):
-        live = ctx.kube.get("InferenceService", body["metadata"]["name"], body["metadata"]["namespace"])
-        if live is None or live["metadata"].get("deletionTimestamp"):
-            return
-        _reconcile(ctx, live)
+    context.reconcile_live(ctx, "InferenceService", body, _reconcile)
 
 
 def _reconcile(ctx: Context, body: Obj) -> None:
@@ -426,18 +423,7 @@ def _degraded(cluster: ClusterGpus, decisions: list[Obj]) -> str:
 
 
 def _write(ctx: Context, body: Obj, fields: Obj, conds: list[Cond]) -> None:
-    meta = body["metadata"]
-    prev: Obj = body.get("status") or {}
-    conditions = merge_conditions(prev.get("conditions"), conds, ctx.now(), meta.get("generation"))
-    new = {
-        **{k: v for k, v in fields.items() if v is not None},
-        "conditions": conditions,
-        "observedGeneration": meta.get("generation"),
-    }
-    if prev == new:
-        return
-    ctx.kube.patch_status("InferenceService", meta["name"], meta["namespace"], status_patch(prev, new))
-    for cond in transitions(prev.get("conditions"), conditions):
+    for cond in context.write_status(ctx, "InferenceService", body, fields, conds):
         failing = cond["type"] == "Ready" and cond["status"] == "False" and cond["reason"] != "RollingOut"
         if failing or (cond["type"] == "Degraded" and cond["status"] == "True"):
             ctx.event(body, "Warning", cond["reason"], cond.get("message") or cond["reason"])

@@ -16,13 +16,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from quantfleet import versions
-from quantfleet.api.conditions import Cond, is_true, merge_conditions, transitions
+from quantfleet.api.conditions import Cond, is_true
 from quantfleet.api.manifest import ManifestError, ResultManifest, parse_manifest
 from quantfleet.api.quantizedmodel import QuantizedModelSpec
 from quantfleet.api.recipe import CalibrationRecipe
 from quantfleet.cluster.placement import choose_calibration_pool
 from quantfleet.cluster.pools import group_pools
-from quantfleet.controllers.context import Context, status_patch
+from quantfleet.controllers import context
+from quantfleet.controllers.context import Context
 from quantfleet.observe.jobs import JobObservation, observe_job
 from quantfleet.planning import ConfigError, ModelArch, PlanError, parse_model_config, weight_bytes
 from quantfleet.planning.tools import choose_tool
@@ -171,11 +172,7 @@ def make_plan(ctx: Context, body: Obj) -> Plan:
 
 
 def reconcile(ctx: Context, body: Obj) -> None:
-    with ctx.lock(body["metadata"]["uid"]):
-        live = ctx.kube.get("QuantizedModel", body["metadata"]["name"], body["metadata"]["namespace"])
-        if live is None or live["metadata"].get("deletionTimestamp"):
-            return
-        _reconcile(ctx, live)
+    context.reconcile_live(ctx, "QuantizedModel", body, _reconcile)
 
 
 def _reconcile(ctx: Context, body: Obj) -> None:
@@ -550,27 +547,13 @@ def status_from_job(plan: Plan, obs: JobObservation, base: Obj) -> tuple[Obj, li
 
 
 def write_status(ctx: Context, body: Obj, fields: Obj, conds: list[Cond]) -> None:
-    meta = body["metadata"]
-    prev: Obj = body.get("status") or {}
-    conditions = merge_conditions(prev.get("conditions"), conds, ctx.now(), meta.get("generation"))
-    new = {
-        **{k: v for k, v in fields.items() if v is not None},
-        "conditions": conditions,
-        "observedGeneration": meta.get("generation"),
-    }
-    comparable = {k: v for k, v in new.items()}
-    if {k: v for k, v in prev.items()} == comparable:
-        return
-    ctx.kube.patch_status("QuantizedModel", meta["name"], meta["namespace"], status_patch(prev, new))
-    for cond in transitions(prev.get("conditions"), conditions):
-        if cond["type"] in ("Ready", "Failed") and (cond["status"] == "True" or cond["type"] == "Ready"):
-            etype = (
-                "Warning"
-                if (cond["type"] == "Failed" or cond["reason"] in ("SpecInvalid", "NoSuitablePool"))
-                else "Normal"
-            )
-            if cond["type"] == "Ready" and cond["status"] == "False" and cond["reason"] == "Calibrating":
-                continue
+    for cond in context.write_status(ctx, "QuantizedModel", body, fields, conds):
+        if cond["type"] == "Failed" and cond["status"] == "True":
+            ctx.event(body, "Warning", cond["reason"], cond.get("message") or cond["reason"])
+        elif cond["type"] == "Ready" and (
+            cond["status"] == "True" or cond["reason"] in ("NoSuitablePool", "ModelConfigMissing")
+        ):
+            etype = "Normal" if cond["status"] == "True" else "Warning"
             ctx.event(body, etype, cond["reason"], cond.get("message") or cond["reason"])
 
 
