@@ -93,7 +93,12 @@ def qm_resync(body: kopf.Body, **_: Any) -> None:
     _run("QuantizedModel", quantizedmodel.reconcile, body)
 
 
-@kopf.on.delete(*QM)
+def _retention_delete(spec: kopf.Spec, **_: Any) -> bool:
+    return bool((spec.get("storage") or {}).get("retention") == "Delete")
+
+
+# A finalizer only where deletion has work to do (retention: Delete); Retain objects never block deletion.
+@kopf.on.delete(*QM, when=_retention_delete)
 def qm_deleted(body: kopf.Body, started: Any, **_: Any) -> None:
     began = started.timestamp() if hasattr(started, "timestamp") else time.time()
     if not quantizedmodel.finalize(context(), _plain(body), began, time.time()):
