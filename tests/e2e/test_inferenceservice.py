@@ -295,3 +295,9 @@ SCHEMA_REJECTED = [
 def test_invalid_spec_rejected_by_the_api_server(sandbox: Sandbox, namespace: str, spec: dict, message: str) -> None:
     proc = apply(sandbox, namespace, isvc("bad", **spec), check=False)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+def test_services_carry_no_finalizer(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    apply(sandbox, namespace, llama("plain", H100))
+    obj = wait_cond(sandbox, namespace, PLURAL, "plain", "Ready", "True", timeout=120)
+    assert not obj["metadata"].get("finalizers")

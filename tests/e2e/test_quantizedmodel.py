@@ -253,3 +253,12 @@ def test_quality_gate_blocks_a_checkpoint_without_measurements(sandbox: Sandbox,
     obj = wait_cond(sandbox, namespace, PLURAL, "gated", "Ready", "False", "QualityGateFailed")
     assert cond(obj, "QualityGate")["status"] == "False" and obj["status"]["phase"] == "Failed"
     assert "no perplexity" in cond(obj, "Ready")["message"]
+
+
+def test_objects_carry_no_finalizer_unless_deletion_has_work(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    apply(sandbox, namespace, qm("kept", storage={"retention": "Retain"}))
+    apply(sandbox, namespace, qm("dropped", "fp8-block", storage={"retention": "Delete"}))
+    wait_cond(sandbox, namespace, PLURAL, "kept", "Ready", "True")
+    wait_cond(sandbox, namespace, PLURAL, "dropped", "Ready", "True")
+    assert not get(sandbox, namespace, PLURAL, "kept")["metadata"].get("finalizers")
+    assert get(sandbox, namespace, PLURAL, "dropped")["metadata"].get("finalizers") == ["quantfleet.io/finalizer"]

@@ -1,11 +1,12 @@
 """Kopf wiring: decorators only. Every trigger runs the same level-triggered reconcile.
 
-create / update / resume / a resync timer / an event on an owned child -> reconcile(parent).
+create / update / resume / the operator-wide resync loop / an event on an owned child -> reconcile(parent).
 Nodes are indexed (kopf.index) so the reconciles read GPU pools from memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -50,6 +51,46 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 16
 
 
+# ---- Resync: one operator-wide loop, not per-object Kopf timers -------------------------------------
+# (Kopf puts a finalizer on every object that has a timer; a loop here keeps objects free of finalizers
+# unless deletion has real work to do.)
+def resync_all() -> None:
+    ctx = context()
+    namespaces: list[str | None] = [n for n in os.environ.get("QUANTFLEET_NAMESPACES", "").split(",") if n] or [None]
+    for kind, fn in (("QuantizedModel", quantizedmodel.reconcile), ("InferenceService", inferenceservice.reconcile)):
+        for ns in namespaces:
+            for obj in ctx.kube.list(kind, ns):
+                try:
+                    _run(kind, fn, obj)
+                except Exception:  # one broken object never stops the others' resync
+                    log.exception(
+                        "resync failed kind=%s object=%s/%s",
+                        kind,
+                        obj["metadata"].get("namespace"),
+                        obj["metadata"].get("name"),
+                    )
+
+
+@kopf.on.startup()
+async def start_resync(memo: kopf.Memo, **_: Any) -> None:
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            try:
+                await asyncio.to_thread(resync_all)
+            except Exception:
+                log.exception("resync pass failed")
+
+    memo["resync"] = asyncio.create_task(loop())
+
+
+@kopf.on.cleanup()
+async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("resync")
+    if task is not None:
+        task.cancel()
+
+
 # ---- Nodes: an in-memory view, kept by watch events -----------------------------------------------
 @kopf.on.event("", "v1", "nodes")
 def node_event(type: str, body: kopf.Body, name: str, **_: Any) -> None:
@@ -88,11 +129,6 @@ def qm_changed(body: kopf.Body, **_: Any) -> None:
     _run("QuantizedModel", quantizedmodel.reconcile, body)
 
 
-@kopf.timer(*QM, interval=RESYNC_SECONDS, sharp=False)
-def qm_resync(body: kopf.Body, **_: Any) -> None:
-    _run("QuantizedModel", quantizedmodel.reconcile, body)
-
-
 def _retention_delete(spec: kopf.Spec, **_: Any) -> bool:
     return bool((spec.get("storage") or {}).get("retention") == "Delete")
 
@@ -115,11 +151,6 @@ def qm_child_job(body: kopf.Body, namespace: str | None, **_: Any) -> None:
 @kopf.on.create(*ISVC)
 @kopf.on.update(*ISVC)
 def isvc_changed(body: kopf.Body, **_: Any) -> None:
-    _run("InferenceService", inferenceservice.reconcile, body)
-
-
-@kopf.timer(*ISVC, interval=RESYNC_SECONDS, sharp=False)
-def isvc_resync(body: kopf.Body, **_: Any) -> None:
     _run("InferenceService", inferenceservice.reconcile, body)
 
 

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
         register_pool_collector(known_nodes)
         start_http_server(args.metrics_port)
     namespaces = args.namespace or []
+    os.environ["QUANTFLEET_NAMESPACES"] = ",".join(namespaces)
     asyncio.run(
         kopf.operator(
             standalone=True,
