@@ -85,7 +85,7 @@ KUBE_SERVER = (
 KUBECTL = ("k8s.io/kubernetes/cmd/kubectl", "kubectl")
 
 
-def components(with_helm: bool = True) -> list[Component]:
+def components(with_helm: bool = False) -> list[Component]:
     kube_programs = KUBE_SERVER + ((KUBECTL,) if needs_kubectl() else ())
     out = [
         Component("etcd", "go.etcd.io/etcd/server/v3", (("go.etcd.io/etcd/server/v3", "etcd"),)),
@@ -300,7 +300,7 @@ def build_component(component: Component, update: bool, log: Callable[[str], Non
     return seconds
 
 
-def build(update: bool = False, with_helm: bool = True, log: Callable[[str], None] = print) -> dict[str, float | None]:
+def build(update: bool = False, with_helm: bool = False, log: Callable[[str], None] = print) -> dict[str, float | None]:
     if shutil.which("go") is None:
         raise SystemExit("quantfleet sandbox build needs Go (https://go.dev/dl/) on PATH")
     started = time.monotonic()

@@ -26,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument(
         "--update", action="store_true", help="regenerate hack/gomod/*/go.mod from versions.toml, refresh go.sum"
     )
-    p.add_argument("--no-helm", action="store_true", help="skip helm (not needed by the sandbox itself)")
+    p.add_argument(
+        "--helm",
+        action="store_true",
+        help="also build helm (not needed by the sandbox or the tests; adds minutes cold)",
+    )
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("up", help="start (or reuse) the sandbox, install CRDs, register the fleet's nodes")
@@ -49,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    build.build(update=args.update, with_helm=not args.no_helm)
+    build.build(update=args.update, with_helm=args.helm)
     return 0
 
 
