@@ -309,8 +309,19 @@ def test_a_second_sandbox_restarts_warm_and_down_leaves_no_process(
         warm = time.monotonic() - started
         core = cluster.api_client(layout)
         assert client.CoreV1Api(core).read_node("b200-0").metadata.creation_timestamp == first
-        core.close()
         assert warm < 90
+
+        # a smaller fleet file prunes the pools it drops, never nodes a test added itself
+        client.CoreV1Api(core).create_node(fleet.make_gpu_node("H200", name="extra-h200"))
+        doc = yaml.safe_load(fleet.paths.DEFAULT_FLEET.read_text())
+        doc["pools"] = [p for p in doc["pools"] if p["name"] == "cpu"]
+        small = tmp_path / "fleet.yaml"
+        small.write_text(yaml.safe_dump(doc))
+        cluster.up(fleet_file=small, log=lambda _m: None)
+        names = {n.metadata.name for n in client.CoreV1Api(core).list_node().items}
+        assert {"cpu-0", "cpu-1", "extra-h200"} <= names
+        assert not names & {"h100-0", "b200-0", "mi300x-0"}
+        core.close()
     finally:
         cluster.down(log=lambda _m: None)
     assert _processes_mentioning(str(state)) == []

@@ -34,6 +34,7 @@ from quantfleet.sandbox import build, fleet, paths, pki
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.1/16"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
+FLEET_ANNOTATION = "sandbox.quantfleet.io/fleet-node"
 COMPONENT_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 Log = Callable[[str], None]
@@ -529,6 +530,8 @@ def register_nodes(layout: Layout, fleet_file: Path | None, log: Log) -> list[st
 
     core: Any = client.CoreV1Api(api_client(layout))
     wanted = fleet.fleet_nodes(fleet.load_fleet(fleet_file))
+    for node in wanted:  # marks nodes `up` owns; nodes a test adds (make_gpu_node) are never pruned
+        node["metadata"]["annotations"][FLEET_ANNOTATION] = "true"
     names = []
     for node in wanted:
         name = node["metadata"]["name"]
@@ -546,7 +549,7 @@ def register_nodes(layout: Layout, fleet_file: Path | None, log: Log) -> list[st
     # nodes of pools no longer in the fleet file go away
     for existing in core.list_node(label_selector=fleet.POOL_LABEL).items:
         annotations = existing.metadata.annotations or {}
-        if existing.metadata.name not in names and annotations.get(fleet.SIMULATED_ANNOTATION) == "true":
+        if existing.metadata.name not in names and annotations.get(FLEET_ANNOTATION) == "true":
             core.delete_node(existing.metadata.name)
             log(f"removed node {existing.metadata.name} (not in the fleet file)")
     return names
