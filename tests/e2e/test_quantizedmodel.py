@@ -262,3 +262,12 @@ def test_objects_carry_no_finalizer_unless_deletion_has_work(sandbox: Sandbox, n
     wait_cond(sandbox, namespace, PLURAL, "dropped", "Ready", "True")
     assert not get(sandbox, namespace, PLURAL, "kept")["metadata"].get("finalizers")
     assert get(sandbox, namespace, PLURAL, "dropped")["metadata"].get("finalizers") == ["quantfleet.io/finalizer"]
+
+
+def test_objects_that_predate_the_operator_are_placed_on_the_full_fleet(sandbox: Sandbox, namespace: str) -> None:
+    # resume handlers run right at start-up: placement must not see a half-filled Node cache
+    model_config(sandbox, namespace, "llama-3.1-8b")
+    apply(sandbox, namespace, qm("early-fp8", "fp8-dynamic"))
+    with running_operator(sandbox, namespace):
+        obj = wait_cond(sandbox, namespace, PLURAL, "early-fp8", "Ready", "True")
+    assert obj["status"]["pool"] == "h100-sxm", obj["status"].get("placementReason")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -28,10 +29,20 @@ ISVC = (API_GROUP, API_VERSION, "inferenceservices")
 
 _ctx: Context | None = None
 _nodes: dict[str, dict[str, Any]] = {}
+_nodes_lock = threading.Lock()
+_nodes_listed = False
 
 
 def known_nodes() -> list[dict[str, Any]]:
-    return list(_nodes.values())
+    """The Node view. The first call LISTs Nodes, so no reconcile ever plans against a half-filled watch
+    cache right after start-up; watch events keep the view fresh from then on."""
+    global _nodes_listed
+    with _nodes_lock:
+        if not _nodes_listed:
+            for node in context().kube.list("Node"):
+                _nodes.setdefault(node["metadata"]["name"], node)
+            _nodes_listed = True
+        return list(_nodes.values())
 
 
 def context() -> Context:
@@ -94,10 +105,11 @@ async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
 # ---- Nodes: an in-memory view, kept by watch events -----------------------------------------------
 @kopf.on.event("", "v1", "nodes")
 def node_event(type: str, body: kopf.Body, name: str, **_: Any) -> None:
-    if type == "DELETED":
-        _nodes.pop(name, None)
-    else:
-        _nodes[name] = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
+    with _nodes_lock:
+        if type == "DELETED":
+            _nodes.pop(name, None)
+        else:
+            _nodes[name] = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
 
 
 def _run(kind: str, fn: Any, body: Any) -> None:
