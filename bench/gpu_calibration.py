@@ -77,6 +77,8 @@ class Row:
     seconds_direct: float | None = None  # tool API + save, no quantfleet around it (best of direct_runs)
     direct_runs: list[float] | None = None
     quantfleet_runs: list[float] | None = None
+    seconds_tool_routing_only: float | None = None  # quantfleet with the all-expert mode off
+    overhead_routing_only: float | None = None
     overhead: float | None = None
     peak_gpu_bytes: int | None = None
     peak_gpu_bytes_direct: int | None = None
@@ -154,6 +156,7 @@ def direct(
     out_dir: Path,
     seq_len: int,
     device: torch.device,
+    touch_forward: bool = False,
 ) -> tuple[float, int]:
     """The tool's own API on the same model and data: (seconds for quantize + save, peak GPU bytes)."""
     recipe = _recipe(tool, scheme, algorithm, model_dir, out_dir, len(data.calib), seq_len, True)
@@ -185,6 +188,9 @@ def direct(
                     m(input_ids=torch.tensor([b], device=device))
 
         mtq.quantize(model, build_config(recipe, model, True), loop)
+        if touch_forward:  # warm-up: the quantized forward JIT-builds ModelOpt's CUDA extensions
+            with torch.no_grad():
+                model(input_ids=torch.tensor([data.calib[0]], device=device))
         export_hf_checkpoint(model, export_dir=out_dir)
         tok.save_pretrained(out_dir)
     _sync(device)
@@ -249,10 +255,11 @@ def via_quantfleet(
     out_dir: Path,
     seq_len: int,
     device: torch.device,
+    all_experts: bool = True,
 ) -> Row:
     from quantfleet.calibrate.run import calibrate
 
-    recipe = _recipe(tool, scheme, algorithm, model_dir, out_dir, len(data.calib), seq_len, True)
+    recipe = _recipe(tool, scheme, algorithm, model_dir, out_dir, len(data.calib), seq_len, all_experts)
     _reset_peak(device)
     outcome = calibrate(recipe, data_override=data)
     _sync(device)
@@ -293,7 +300,7 @@ def fmt_bytes(n: int | None) -> str:
 def table(rows: list[Row]) -> str:
     head = (
         "| scheme | tool | s (total) | s (tool+save) | s (direct API) | overhead | peak GPU mem | checkpoint | "
-        "ppl BF16 | ppl quant | Δppl | min tok/expert off | min tok/expert on |"
+        "ppl BF16 | ppl quant | Δppl | min tok/expert off | min tok/expert on | overhead, all-expert off |"
     )
     lines = [
         head,
@@ -302,7 +309,7 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         tool = r.tool + (f" ({r.algorithm})" if r.algorithm else "")
         if not r.ok:
-            lines.append(f"| {r.scheme} | {tool} | FAILED: {(r.error or '')[:160]} |" + " |" * 11)
+            lines.append(f"| {r.scheme} | {tool} | FAILED: {(r.error or '')[:160]} |" + " |" * 12)
             continue
         off = "n/a (data-free)" if r.routed_min is None else str(r.routed_min)
         on = "n/a (data-free)" if r.calibrated_min is None else str(r.calibrated_min)
@@ -312,7 +319,7 @@ def table(rows: list[Row]) -> str:
             f"{'-' if r.overhead is None else f'{r.overhead:.2f}x'} | {fmt_bytes(r.peak_gpu_bytes)} | "
             f"{fmt_bytes(r.checkpoint_bytes)} | {r.ppl_base:.3f} | {r.ppl_quantized:.3f} | "
             f"{100 * (r.ppl_delta or 0):+.2f}% | "
-            f"{off} | {on} |"
+            f"{off} | {on} | {'-' if r.overhead_routing_only is None else f'{r.overhead_routing_only:.2f}x'} |"
         )
     return "\n".join(lines)
 
@@ -362,7 +369,7 @@ def warmup(pairs: list[tuple[str, str, str | None]], work: Path, device: torch.d
             continue  # minutes long, nothing to JIT that the other pairs did not
         tw = time.monotonic()
         try:
-            direct(tool, scheme, alg, warm_dir, wdata, work / f"warm-{tool}-{scheme}-{alg}", 64, device)
+            direct(tool, scheme, alg, warm_dir, wdata, work / f"warm-{tool}-{scheme}-{alg}", 64, device, True)
             log.info("warmup tool=%s scheme=%s ok seconds=%.1f", tool, scheme, time.monotonic() - tw)
         except Exception as exc:  # the measured run reports the failure
             log.warning("warmup tool=%s scheme=%s failed: %s", tool, scheme, exc)
@@ -383,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tools", default="llm-compressor,modelopt", help="tool groups to run, in this order")
     p.add_argument("--reuse-model", action="store_true", help="reuse the model an earlier run trained in the work dir")
     p.add_argument("--merge", action="store_true", help="only merge results-*.json in --out into table.md")
+    p.add_argument("--routing-only-overhead", action="store_true", help="also time quantfleet with all-expert mode off")
+    p.add_argument("--single-qf", action="store_true", help="time the quantfleet path once per pair")
     a = p.parse_args(argv)
 
     out = Path(a.out)
@@ -464,7 +473,12 @@ def main(argv: list[str] | None = None) -> int:
                     tool, scheme, alg, model_dir, data, work / f"direct-{tag}", a.seq_len, device
                 )
                 row = via_quantfleet(tool, scheme, alg, model_dir, data, work / f"qf-{tag}", a.seq_len, device)
-                if (row.seconds_tool or 0) < 15:  # cheap: run twice, keep the faster (as for the direct API)
+                if a.routing_only_overhead:  # all-expert mode off: the wrapper's own cost, like for like
+                    off = via_quantfleet(
+                        tool, scheme, alg, model_dir, data, work / f"qf-off-{tag}", a.seq_len, device, all_experts=False
+                    )
+                    row.seconds_tool_routing_only = off.seconds_tool
+                if not a.single_qf and (row.seconds_tool or 0) < 15:  # cheap: twice, keep the faster (as for direct)
                     again = via_quantfleet(tool, scheme, alg, model_dir, data, work / f"qf2-{tag}", a.seq_len, device)
                     row.quantfleet_runs = [row.seconds_tool or 0, again.seconds_tool or 0]
                     if (again.seconds_tool or 0) < (row.seconds_tool or 0):
@@ -480,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                 row.seconds_direct = secs_direct
                 row.peak_gpu_bytes_direct = peak_direct
                 row.overhead = row.seconds_tool / secs_direct if row.seconds_tool and secs_direct else None
+                if row.seconds_tool_routing_only:
+                    row.overhead_routing_only = row.seconds_tool_routing_only / secs_direct
             except Exception as exc:
                 traceback.print_exc()
                 row = Row(
