@@ -309,7 +309,7 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         tool = r.tool + (f" ({r.algorithm})" if r.algorithm else "")
         if not r.ok:
-            lines.append(f"| {r.scheme} | {tool} | FAILED: {(r.error or '')[:160]} |" + " |" * 12)
+            lines.append(f"| {r.scheme} | {tool} | FAILED: {(r.error or '')[:160]} |" + " |" * 11)
             continue
         off = "n/a (data-free)" if r.routed_min is None else str(r.routed_min)
         on = "n/a (data-free)" if r.calibrated_min is None else str(r.calibrated_min)
