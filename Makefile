@@ -6,7 +6,8 @@ SHELL := /bin/bash
 QF_CACHE ?= $(HOME)/.cache/quantfleet
 VENV ?= $(QF_CACHE)/venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.quantfleet-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# The stamp covers pyproject.toml and this checkout's path: the editable install must point at *this* clone.
+STAMP := $(VENV)/.quantfleet-$(shell (cat pyproject.toml; echo $(CURDIR)) | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: venv test test-unit test-calibration test-e2e lint demo binaries sandbox-up sandbox-down generate clean-cache
