@@ -72,7 +72,7 @@ def load_model(path: Path, device: Any) -> tuple[Any, Any]:
     dtype = getattr(torch, os.environ.get("QUANTFLEET_DTYPE", default))
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     model.to(device)
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     return model, tokenizer
 
 

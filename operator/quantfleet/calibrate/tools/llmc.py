@@ -71,7 +71,7 @@ class LLMCompressorAdapter:
         device: Any,
         progress: Progress,
     ) -> None:
-        from llmcompressor import oneshot
+        from llmcompressor.entrypoints.oneshot import oneshot
 
         oneshot(
             model=model,
