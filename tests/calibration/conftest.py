@@ -34,6 +34,13 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mixtral_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_moe(
+        tmp_path_factory.mktemp("tiny-mixtral"), TinyMoESpec(family="mixtral", tokenizer_chars=300_000)
+    )
+
+
+@pytest.fixture(scope="session")
 def starved_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with layer 1's router rewired so experts 4..7 can never be in the top 2.
 

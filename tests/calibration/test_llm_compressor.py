@@ -138,3 +138,20 @@ def test_starved_router_is_fixed_by_all_expert_mode(starved_model_dir: Path, run
     assert cov is not None
     layer1 = next(lc for lc in cov.layers if lc.layer == 1)
     assert layer1.routed_min == 0 and layer1.min == NUM_SAMPLES * SEQ_LEN and layer1.starved == []
+
+
+def test_mixtral_family(mixtral_model_dir: Path, run_calibrate) -> None:
+    run = run_calibrate(mixtral_model_dir, scheme="fp8-static", tool="llm-compressor", min_tokens_per_expert=1)
+    assert run.code == 0, run.termination
+    manifest = parse_manifest(run.termination)
+    assert read_config(run.output)["model_type"] == "mixtral"
+    qc = read_config(run.output)["quantization_config"]
+    # saved under Mixtral's own checkpoint names (block_sparse_moe.*), routers left unquantized
+    assert {"model.layers.0.block_sparse_moe.gate", "model.layers.1.block_sparse_moe.gate"} <= set(qc["ignore"])
+    dtypes = tensor_dtypes(run.output)
+    routers = {k: v for k, v in dtypes.items() if k.endswith("block_sparse_moe.gate.weight")}
+    experts = {k: v for k, v in dtypes.items() if ".experts." in k and k.endswith(".weight")}
+    assert len(routers) == 2 and set(routers.values()) <= {"F32", "BF16"}, routers
+    assert len(experts) == 2 * 8 * 3 and set(experts.values()) == {"F8_E4M3"}, sorted(experts)[:4]
+    cov = manifest.expert_coverage
+    assert cov is not None and cov.calibrated_min == NUM_SAMPLES * SEQ_LEN

@@ -114,3 +114,16 @@ def test_small_manifest_is_written_whole(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("QUANTFLEET_TERMINATION_LOG", str(tmp_path / "term"))
     write_termination_message(compact_json(small))
     assert json.loads((tmp_path / "term").read_text()) == json.loads(small.to_json())
+
+
+def test_s3_destination_without_boto3_fails_before_calibrating() -> None:
+    import importlib.util
+
+    from quantfleet.calibrate.publish import check_destination
+    from quantfleet.calibrate.source import SourceError
+
+    if importlib.util.find_spec("boto3") is not None:
+        pytest.skip("boto3 is installed here; the missing-boto3 path cannot be exercised")
+    with pytest.raises(SourceError, match="s3:// needs boto3"):
+        check_destination("s3://bucket/models/x")
+    check_destination("/tmp/anywhere")  # local paths need nothing

@@ -127,7 +127,7 @@ class ExpertCounter:
         for layer in self.layers:
             layer.routed = torch.zeros(layer.num_experts, dtype=torch.long)
             layer.forced = torch.zeros(layer.num_experts, dtype=torch.long)
-            layer.per_expert = torch.zeros(layer.num_experts, dtype=torch.long)
+            layer.per_expert = [0] * layer.num_experts
             self._handles.append(layer.router.register_forward_hook(self._router_hook(layer)))
             # Linearized experts (llm-compressor): one module per expert with its own Linear layers.
             experts = layer.experts
@@ -155,16 +155,14 @@ class ExpertCounter:
             if not self._counting():
                 return
             with torch.no_grad():
-                idx = _router_indices(output, layer.top_k)
-                # stays on the router's device: no host sync per forward
-                counts = torch.bincount(idx.reshape(-1), minlength=layer.num_experts)[: layer.num_experts]
-                if layer.routed.device != counts.device:
-                    layer.routed = layer.routed.to(counts.device)
-                    layer.forced = layer.forced.to(counts.device)
-                if idx.shape[-1] > layer.top_k:
-                    layer.forced += counts
-                else:
-                    layer.routed += counts
+                picked = _router_indices(output, layer.top_k)  # (tokens, k); k > top_k when widened for calibration
+                idx = picked.reshape(-1)
+                # index_add_ on the router's device: unlike bincount (which reads the max back), no host sync
+                if layer.routed.device != idx.device:
+                    layer.routed = layer.routed.to(idx.device)
+                    layer.forced = layer.forced.to(idx.device)
+                target = layer.forced if picked.shape[-1] > layer.top_k else layer.routed
+                target.index_add_(0, idx.long(), torch.ones_like(idx, dtype=torch.long))
 
         return hook
 

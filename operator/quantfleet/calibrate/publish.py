@@ -59,6 +59,13 @@ def local_destination(output_uri: str) -> Path | None:
     return Path(output_uri)
 
 
+def check_destination(output_uri: str) -> None:
+    """Fail before hours of calibration, not after, when the checkpoint could not be published."""
+    if output_uri.startswith("s3://"):
+        boto3_client()
+        split_s3(output_uri)
+
+
 def staging_dir(output_uri: str) -> Path:
     """Temporary directory on the destination's filesystem (so the final rename is atomic)."""
     dest = local_destination(output_uri)

@@ -27,6 +27,7 @@ from quantfleet.calibrate.data import CalibrationData, build_calibration_data
 from quantfleet.calibrate.progress import Progress
 from quantfleet.calibrate.publish import (
     MANIFEST_NAME,
+    check_destination,
     checksum,
     compact_json,
     publish,
@@ -35,7 +36,7 @@ from quantfleet.calibrate.publish import (
 )
 from quantfleet.calibrate.quality import QualityGateFailed, check, perplexity
 from quantfleet.calibrate.schemes import FORMATS, UnsupportedRecipe, support
-from quantfleet.calibrate.source import resolve_source
+from quantfleet.calibrate.source import SourceError, resolve_source
 from quantfleet.calibrate.tools import ToolAdapter, adapter_for
 
 log = logging.getLogger("quantfleet.calibrate")
@@ -167,6 +168,10 @@ def calibrate(recipe: CalibrationRecipe, data_override: CalibrationData | None =
     try:
         support(recipe.tool, recipe.scheme, recipe.algorithm)
     except UnsupportedRecipe as exc:
+        raise CalibrationFailed(str(exc)) from exc
+    try:
+        check_destination(recipe.output_uri)
+    except SourceError as exc:
         raise CalibrationFailed(str(exc)) from exc
     adapter = adapter_for(recipe.tool)
     check_tool_version(recipe, adapter)

@@ -56,10 +56,13 @@ class LLMCompressorAdapter:
         if get_non_linearized_moes(model):
             linearize_moe(model)
 
-    def counting_allowed(self) -> bool:
+    def __init__(self) -> None:
         from llmcompressor.modifiers.utils.hooks import HooksMixin
 
-        return not HooksMixin._HOOKS_DISABLED  # propagation passes run with modifier hooks disabled
+        self._hooks_mixin = HooksMixin
+
+    def counting_allowed(self) -> bool:
+        return not self._hooks_mixin._HOOKS_DISABLED  # propagation passes run with modifier hooks disabled
 
     def quantize(
         self,
