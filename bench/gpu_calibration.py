@@ -38,10 +38,10 @@ from typing import Any
 import torch
 
 from quantfleet.api.recipe import CalibrationRecipe
+from quantfleet.api.schemes import supported_pairs
 from quantfleet.calibrate.cli import _setup_logging
 from quantfleet.calibrate.data import CalibrationData, build_calibration_data
 from quantfleet.calibrate.run import load_model
-from quantfleet.calibrate.schemes import supported_pairs
 from quantfleet.calibrate.stdlib_text import stdlib_documents
 from quantfleet.calibrate.tiny import TinyMoESpec, build_model, build_tiny_moe, train_tokenizer
 from quantfleet.calibrate.tools import adapter_for

@@ -202,7 +202,7 @@ SCHEMA_REJECTED = [
     ({"source": {"uri": "pvc://m/x"}, "scheme": "int3"}, "Unsupported value"),
     ({"source": {"uri": "pvc://m/x"}, "scheme": "w4a16"}, "algorithm (gptq or awq) is required"),
     ({"source": {"uri": "pvc://m/x"}, "scheme": "fp8-dynamic", "algorithm": "gptq"}, "only valid with scheme w4a16"),
-    ({"source": {"uri": "pvc://m/x"}, "scheme": "fp8-dynamic", "tool": "modelopt"}, "tool modelopt supports"),
+    ({"source": {"uri": "pvc://m/x"}, "scheme": "fp8-block", "tool": "modelopt"}, "tool modelopt supports"),
     ({"source": {"uri": "pvc://m/x"}, "scheme": "w4a16", "algorithm": "gptq", "tool": "modelopt"}, "cannot produce"),
     ({"source": {"uri": "http://example.com/m"}, "scheme": "fp8-dynamic"}, "should match"),
     ({"source": {"uri": "pvc://Bad_Claim/x"}, "scheme": "fp8-dynamic"}, "should match"),

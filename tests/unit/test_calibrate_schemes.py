@@ -7,8 +7,8 @@ import math
 import pytest
 
 from quantfleet.api.recipe import SCHEMES
+from quantfleet.api.schemes import UnsupportedRecipe, ignore_patterns, support, supported_pairs
 from quantfleet.calibrate.quality import QualityGateFailed, check
-from quantfleet.calibrate.schemes import UnsupportedRecipe, ignore_patterns, support, supported_pairs
 
 
 def test_llm_compressor_covers_every_scheme() -> None:

@@ -81,6 +81,8 @@ def test_calibration_data_requirements() -> None:
     ("scheme", "algorithm", "tool"),
     [
         ("fp8-static", None, "modelopt"),
+        ("fp8-dynamic", None, "modelopt"),
+        ("nvfp4a16", None, "modelopt"),
         ("w4a16", "awq", "modelopt"),
         ("nvfp4", None, "modelopt"),
         ("mxfp4", None, "modelopt"),
@@ -96,8 +98,7 @@ def test_explicit_tool_that_can(scheme: str, algorithm: str | None, tool: str) -
     ("scheme", "algorithm", "tool", "message"),
     [
         ("w4a16", "gptq", "modelopt", "modelopt cannot make w4a16 (gptq)"),
-        ("fp8-dynamic", None, "modelopt", "modelopt cannot make fp8-dynamic"),
-        ("nvfp4a16", None, "modelopt", "modelopt cannot make nvfp4a16"),
+        ("fp8-block", None, "modelopt", "modelopt cannot make fp8-block"),
         ("int8", None, "auto", "unknown scheme"),
         ("fp8-dynamic", None, "tensorrt", "unknown tool"),
         ("w4a16", "rtn", "auto", "unknown w4a16 algorithm"),
@@ -160,3 +161,17 @@ def test_placement_min_compute_capability() -> None:
     assert placement_for("mxfp4").amd_gfx_arches == ("gfx950",)
     with pytest.raises(PlanError):
         placement_for("fp4")
+
+
+def test_tool_tables_match_what_the_calibration_program_runs() -> None:
+    from quantfleet.api.schemes import LLMC, MODELOPT
+    from quantfleet.planning import tools
+
+    assert set(tools._LLM_COMPRESSOR) == set(LLMC)
+    assert set(tools._MODELOPT) == set(MODELOPT)
+
+
+def test_modelopt_awq_refused_for_moe_with_the_measured_reason() -> None:
+    with pytest.raises(PlanError, match="fused experts"):
+        choose_tool("w4a16", "modelopt", QWEN, algorithm="awq")
+    assert choose_tool("w4a16", "modelopt", DENSE, algorithm="awq").tool == "modelopt"

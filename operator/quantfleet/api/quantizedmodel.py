@@ -20,6 +20,9 @@ from quantfleet.api.common import (
     Toleration,
 )
 from quantfleet.api.recipe import Scheme
+from quantfleet.api.schemes import MODELOPT
+
+_MODELOPT_SCHEMES = tuple(sorted({scheme for scheme, _ in MODELOPT}))
 
 SOURCE_URI_PATTERN = (
     r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?|s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?)$"
@@ -183,9 +186,8 @@ class QuantizedModelSpec(KubeModel):
             "tool modelopt cannot produce w4a16 with gptq; use llm-compressor or algorithm awq",
         ),
         (
-            "!(self.tool == 'modelopt' && self.scheme in ['fp8-dynamic', 'fp8-block', 'nvfp4a16'])",
-            "tool modelopt supports fp8-static, w4a16 (awq), nvfp4 and mxfp4; use llm-compressor or auto for"
-            " fp8-dynamic, fp8-block and nvfp4a16",
+            f"self.tool != 'modelopt' || self.scheme in {list(_MODELOPT_SCHEMES)}",
+            f"tool modelopt supports {', '.join(_MODELOPT_SCHEMES)}; use llm-compressor or auto for the others",
         ),
     )
 

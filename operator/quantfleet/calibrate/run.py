@@ -22,6 +22,7 @@ from typing import Any
 
 from quantfleet.api.manifest import ExpertCoverage, Quality, ResultManifest
 from quantfleet.api.recipe import CalibrationRecipe
+from quantfleet.api.schemes import FORMATS, UnsupportedRecipe, support
 from quantfleet.calibrate.coverage import ExpertCounter, starved_message
 from quantfleet.calibrate.data import CalibrationData, build_calibration_data
 from quantfleet.calibrate.progress import Progress
@@ -35,7 +36,6 @@ from quantfleet.calibrate.publish import (
     write_termination_message,
 )
 from quantfleet.calibrate.quality import QualityGateFailed, check, perplexity
-from quantfleet.calibrate.schemes import FORMATS, UnsupportedRecipe, support
 from quantfleet.calibrate.source import SourceError, resolve_source
 from quantfleet.calibrate.tools import ToolAdapter, adapter_for
 

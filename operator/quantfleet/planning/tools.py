@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from quantfleet.api.schemes import MODELOPT
 from quantfleet.hardware import GPU_TABLE, Format, GpuFacts, Support
 from quantfleet.planning.decision import PlanError
 from quantfleet.planning.model import ModelArch, router_ignore_patterns, router_patterns_known
@@ -47,12 +48,8 @@ _LLM_COMPRESSOR: dict[tuple[str, str | None], str] = {
     ("nvfp4a16", None): "QuantizationModifier(scheme=NVFP4A16)",
     ("mxfp4", None): "QuantizationModifier(scheme=MXFP4)",
 }
-_MODELOPT: dict[tuple[str, str | None], str] = {
-    ("fp8-static", None): "FP8_DEFAULT_CFG",
-    ("w4a16", "awq"): "INT4_AWQ_CFG",
-    ("nvfp4", None): "NVFP4_DEFAULT_CFG",
-    ("mxfp4", None): "MXFP4_DEFAULT_CFG",
-}
+# ModelOpt's configs come from the shared (tool, scheme) table the calibration program runs.
+_MODELOPT: dict[tuple[str, str | None], str] = {key: entry.preset for key, entry in MODELOPT.items()}
 _NO_DATA = frozenset({"fp8-dynamic", "fp8-block", "nvfp4a16"})  # weight-only or dynamic: no calibration data needed
 _SCHEME_FORMAT: dict[str, Format] = {
     "fp8-dynamic": "fp8_w8a8",
@@ -140,6 +137,11 @@ def choose_tool(
             raise PlanError(f"{tool} cannot make {label}; it supports: {', '.join(can)}")
         why = f"requested tool {tool} supports {label}"
 
+    if tool == "modelopt" and scheme == "w4a16" and moe:
+        raise PlanError(
+            "modelopt cannot make w4a16 (awq) for MoE models: ModelOpt 0.47 INT4_AWQ_CFG fails on transformers-5"
+            " fused experts (measured on an H200, docs/calibration.md); use llm-compressor"
+        )
     mlp_only = moe and scheme in ("nvfp4", "mxfp4")
     if tool == "modelopt":
         preset = "NVFP4_MLP_ONLY_CFG" if scheme == "nvfp4" and moe else _MODELOPT[key]

@@ -12,8 +12,8 @@ from importlib.metadata import version as dist_version
 from typing import Any
 
 from quantfleet.api.recipe import CalibrationRecipe, Tool
+from quantfleet.api.schemes import ignore_patterns, support
 from quantfleet.calibrate.progress import Progress
-from quantfleet.calibrate.schemes import ignore_patterns, support
 
 
 def kv_cache_args() -> Any:

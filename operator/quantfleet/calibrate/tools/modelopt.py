@@ -17,8 +17,8 @@ from importlib.metadata import version as dist_version
 from typing import Any
 
 from quantfleet.api.recipe import CalibrationRecipe, Tool
+from quantfleet.api.schemes import ignore_patterns, support
 from quantfleet.calibrate.progress import Progress
-from quantfleet.calibrate.schemes import ignore_patterns, support
 
 log = logging.getLogger("quantfleet.calibrate")
 

@@ -1,9 +1,9 @@
 """Which scheme each tool can produce, and how: one table, no heavy imports.
 
-The operator's planner may import this module (it is pure) to refuse a recipe a tool
-cannot run before it creates a Job; the tool adapters read the same table to pick the
-preset / config they pass to llm-compressor or ModelOpt. A scheme/tool pair missing
-from the table is unsupported, and `support()` says why.
+The one source for (tool, scheme) support: the CRD's CEL rule (api.quantizedmodel), the planner's
+tool choice (planning.tools) and the calibration program's tool adapters (calibrate.tools) all read
+it, so the API never accepts a pair the program cannot run. A scheme/tool pair missing from the
+table is unsupported, and `support()` says why.
 """
 
 from __future__ import annotations
