@@ -73,7 +73,7 @@ def load_model(path: Path, device: Any) -> tuple[Any, Any]:
     dtype = getattr(torch, os.environ.get("QUANTFLEET_DTYPE", default))
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     model.to(device)
-    model.eval()  # type: ignore[no-untyped-call]
+    model.eval()
     return model, tokenizer
 
 

@@ -66,7 +66,7 @@ def train_tokenizer(vocab_size: int, max_chars: int, chat_template: bool) -> Any
         show_progress=False,
     )
     tok.train_from_iterator(stdlib_documents(max_chars=max_chars), trainer=trainer)
-    fast = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+    fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|endoftext|>",
         bos_token="<|endoftext|>",
@@ -113,7 +113,7 @@ def build_model(spec: TinyMoESpec, tokenizer: Any) -> Any:
         )
     else:  # pragma: no cover - Literal guards it
         raise ValueError(f"unknown family {spec.family}")
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
 def build_tiny_moe(
