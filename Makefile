@@ -3,12 +3,15 @@
 #   make test   unit, calibration (real llm-compressor / ModelOpt on CPU) and e2e tests
 #   make lint   ruff, mypy, import-linter, generated-file checks
 SHELL := /bin/bash
-QF_CACHE ?= $(HOME)/.cache/quantfleet
+QF_CACHE ?= $(or $(QUANTFLEET_CACHE),$(HOME)/.cache/quantfleet)
 VENV ?= $(QF_CACHE)/venv
 PY := $(VENV)/bin/python
 # The stamp covers pyproject.toml and this checkout's path: the editable install must point at *this* clone.
 STAMP := $(VENV)/.quantfleet-$(shell (cat pyproject.toml; echo $(CURDIR)) | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+# Tests get their own sandbox (state dir and ports), so what `make demo` left running or applied never
+# interferes with them, and the demo sandbox can stay up while tests run.
+TEST_SANDBOX := QUANTFLEET_SANDBOX_DIR=$(QF_CACHE)/sandbox-test QUANTFLEET_SANDBOX_PORT_BASE=27000
 
 .PHONY: venv test test-unit test-calibration test-e2e lint demo binaries sandbox-up sandbox-down generate clean-cache
 
@@ -23,7 +26,7 @@ binaries: venv
 	$(PY) -m quantfleet.cli sandbox build
 
 test: venv binaries
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_SANDBOX) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest -m "not e2e and not calibration" $(PYTEST_ARGS)
@@ -32,7 +35,7 @@ test-calibration: venv
 	$(PY) -m pytest -m calibration $(PYTEST_ARGS)
 
 test-e2e: venv binaries
-	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+	$(TEST_SANDBOX) $(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check operator tests bench

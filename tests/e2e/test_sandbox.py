@@ -140,7 +140,7 @@ def test_fleet_nodes_are_ready_with_gpu_capacity(sandbox: Sandbox) -> None:
 
 def test_b200_pod_is_scheduled_on_a_b200_node_and_becomes_ready(sandbox: Sandbox, namespace: str) -> None:
     sandbox.core.create_namespaced_pod(
-        namespace, pod("b200", {"nvidia.com/gpu": "8"}, {"nvidia.com/gpu.product": "NVIDIA-B200"})
+        namespace, pod("b200", {"nvidia.com/gpu": "4"}, {"nvidia.com/gpu.product": "NVIDIA-B200"})
     )
     running = wait_for(lambda: pod_ready(sandbox, namespace, "b200"), 60, "pod b200 Running/Ready")
     node = sandbox.core.read_node(running.spec.node_name)
@@ -166,7 +166,7 @@ def test_scheduler_honours_gpu_capacity(sandbox: Sandbox, namespace: str) -> Non
 
 def test_amd_pod_lands_on_mi300x(sandbox: Sandbox, namespace: str) -> None:
     sandbox.core.create_namespaced_pod(
-        namespace, pod("mi300x", {"amd.com/gpu": "8"}, {"amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM"})
+        namespace, pod("mi300x", {"amd.com/gpu": "4"}, {"amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM"})
     )
     running = wait_for(lambda: pod_ready(sandbox, namespace, "mi300x"), 60, "pod mi300x Running/Ready")
     labels = sandbox.core.read_node(running.spec.node_name).metadata.labels
