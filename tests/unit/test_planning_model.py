@@ -201,7 +201,7 @@ def test_not_a_mapping() -> None:
     [
         (load("llama-3.1-8b"), ("lm_head",)),
         (load("qwen3-30b-a3b"), ("lm_head", "re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$")),
-        (load("mixtral-8x7b"), ("lm_head", "re:.*block_sparse_moe.gate", "re:.*mlp.gate$")),
+        (load("mixtral-8x7b"), ("lm_head", "re:.*block_sparse_moe.gate$", "re:.*mlp.gate$")),
         (load("trinity-mini"), ("lm_head", "re:.*mlp.router.*")),
         (DEEPSEEK_V3, ("lm_head", "re:.*mlp.gate$")),
         (variant(DEEPSEEK_V3, model_type="glm4_moe"), ("lm_head", "re:.*mlp.gate$")),

@@ -81,19 +81,25 @@ def supported_pairs() -> list[tuple[Tool, Scheme, W4A16Algorithm | None]]:
 
 
 # Router / gate layers stay in full precision: quantization noise flips hard routing decisions.
-# Keyed by transformers `model_type`; patterns use llm-compressor's `re:` syntax.
+# Keyed by transformers `model_type`; patterns use llm-compressor's `re:` syntax. The one table: the planner's
+# recipe (planning.model.router_ignore_patterns) and the calibration program both read it.
 ROUTER_IGNORE: dict[str, tuple[str, ...]] = {
     "qwen3_moe": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
     "qwen2_moe": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
     "qwen3_next": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
     "qwen3_vl_moe": ("re:.*mlp.gate$",),
+    "qwen3_vl_moe_text": ("re:.*mlp.gate$",),
+    # BRIEF §4 names block_sparse_moe.gate; transformers 5 calls Mixtral's MoE block `mlp`, so both.
     "mixtral": ("re:.*block_sparse_moe.gate$", "re:.*mlp.gate$"),
     "llama4": ("re:.*router",),
+    "llama4_text": ("re:.*router",),
     "afmoe": ("re:.*mlp.router.*",),
+    "deepseek_v2": ("re:.*mlp.gate$",),
     "deepseek_v3": ("re:.*mlp.gate$",),
     "glm4_moe": ("re:.*mlp.gate$",),
     "gpt_oss": ("re:.*router",),
 }
+# MoE families not in the table: an over-inclusive guess (it can only keep more modules in BF16).
 DEFAULT_ROUTER_IGNORE: tuple[str, ...] = ("re:.*mlp.gate$", "re:.*router", "re:.*block_sparse_moe.gate$")
 
 

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from quantfleet.api.schemes import DEFAULT_ROUTER_IGNORE, ROUTER_IGNORE
+
 LayerType = Literal["full_attention", "sliding_attention", "linear_attention"]
 
 _LAYER_TYPE_ALIASES: dict[str, LayerType] = {
@@ -57,22 +59,6 @@ _FAMILIES: dict[str, str] = {
     "gemma3": "gemma",
     "gemma3_text": "gemma",
 }
-
-# family -> router / gate modules that must stay in full precision (BRIEF §4, §5).
-_ROUTER_PATTERNS: dict[str, tuple[str, ...]] = {
-    "qwen2_moe": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
-    "qwen3_moe": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
-    "qwen3_next": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
-    "llama4": ("re:.*router",),
-    "afmoe": ("re:.*mlp.router.*",),
-    # BRIEF §4 names block_sparse_moe.gate; newer transformers call Mixtral's MoE block `mlp`, so both.
-    "mixtral": ("re:.*block_sparse_moe.gate", "re:.*mlp.gate$"),
-    "deepseek": ("re:.*mlp.gate$",),
-    "glm4_moe": ("re:.*mlp.gate$",),
-    "gpt_oss": ("re:.*router",),
-}
-# Used for MoE families not in the table: only ever keeps more modules in BF16.
-_GENERIC_ROUTER_PATTERNS: tuple[str, ...] = ("re:.*mlp.gate$", "re:.*router")
 
 # Families whose shared expert output is scaled by a learned sigmoid gate (h x 1 linear).
 _SHARED_EXPERT_GATE_FAMILIES = frozenset({"qwen2_moe", "qwen3_next"})
@@ -265,12 +251,12 @@ def router_ignore_patterns(arch: ModelArch) -> tuple[str, ...]:
     """
     if not arch.is_moe:
         return ("lm_head",)
-    return ("lm_head", *_ROUTER_PATTERNS.get(arch.family, _GENERIC_ROUTER_PATTERNS))
+    return ("lm_head", *ROUTER_IGNORE.get(arch.model_type, DEFAULT_ROUTER_IGNORE))
 
 
 def router_patterns_known(arch: ModelArch) -> bool:
     """True when the router patterns come from the family table rather than the generic guess."""
-    return not arch.is_moe or arch.family in _ROUTER_PATTERNS
+    return not arch.is_moe or arch.model_type in ROUTER_IGNORE
 
 
 # --- helpers -----------------------------------------------------------------------------------

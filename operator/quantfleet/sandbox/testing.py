@@ -140,7 +140,10 @@ def operator_process(
         *(["--namespace", namespace] if namespace else []),
         *extra_args,
     ]
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
+    # the operator runs the same code as the test that starts it
+    package_root = str(Path(__file__).resolve().parents[2])
+    pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
