@@ -19,12 +19,11 @@ import yaml
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from quantfleet import versions
     from quantfleet.api.inferenceservice import InferenceServiceSpec
     from quantfleet.cluster.pools import group_pools
-    from quantfleet.controllers.inferenceservice import Blocked, ResolvedModel, plan_pools
+    from quantfleet.controllers.inferenceservice import Blocked, ResolvedModel, plan_pools, rollouts, service_input
     from quantfleet.planning import ConfigError, parse_model_config
-    from quantfleet.render.vllm import ModelLocation, PoolRollout, ServiceInput, expected_deployment, expected_service
+    from quantfleet.render.vllm import expected_deployment, expected_service
     from quantfleet.sandbox.fleet import load_fleet, node_manifest
 
     try:
@@ -52,34 +51,14 @@ def run(args: argparse.Namespace) -> int:
     except Blocked as exc:
         print(f"quantfleet render: {exc.reason}: {exc}", file=sys.stderr)
         return 1
-    svc = ServiceInput(
-        name=name,
-        namespace=ns,
-        uid="00000000-0000-0000-0000-000000000000",
-        served_model_name=model.served_name,
-        max_model_len=spec.max_model_len,
-        gpu_memory_utilization=spec.gpu_memory_utilization,
-        image=spec.vllm.image if spec.vllm and spec.vllm.image else versions.vllm_image(),
-        extra_args=tuple(spec.vllm.extra_args or []) if spec.vllm else (),
-    )
-    out: list[Any] = []
+    svc = service_input(name, ns, "00000000-0000-0000-0000-000000000000", spec, model)
     for d in decisions:
         print(
             f"# pool {d['pool']}: {d['precision']} / KV {d['kvCacheDtype']} / TP {d['tensorParallelSize']}: "
             f"{d['reason']}",
             file=sys.stderr,
         )
-        roll = PoolRollout(
-            d["pool"],
-            d["nodeSelector"],
-            d["gpuResource"],
-            d["tensorParallelSize"],
-            d["kvCacheDtype"],
-            d.get("quantization"),
-            ModelLocation(d["modelUri"]),
-            d["replicas"],
-        )
-        out.append(expected_deployment(svc, roll))
+    out: list[Any] = [expected_deployment(svc, roll) for roll in rollouts(spec, decisions)]
     out.append(expected_service(svc))
     print(yaml.safe_dump_all(out, sort_keys=False))
     return 0

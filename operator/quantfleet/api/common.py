@@ -8,13 +8,36 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 API_GROUP = "quantfleet.io"
 API_VERSION = "v1alpha1"
 
 Quantity = str | int
+
+# URI grammar shared by both kinds: pvc://<claim>/<path> and s3://<bucket>/<prefix>, plus hf://<org>/<name>[@rev].
+_PVC = r"pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?"
+_S3 = r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?"
+_HF = r"hf://[A-Za-z0-9][A-Za-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-]*(@[^\s]+)?"
+STORAGE_URI_PATTERN = f"^({_PVC}|{_S3})$"
+MODEL_URI_PATTERN = f"^({_HF}|{_PVC}|{_S3})$"
+
+
+def parse_pvc_uri(uri: str) -> tuple[str, str]:
+    """pvc://claim/a/b -> ("claim", "a/b"). Rejects '..' so a spec can never escape its volume."""
+    rest = uri.removeprefix("pvc://")
+    claim, _, path = rest.partition("/")
+    if not claim or ".." in path.split("/"):
+        raise ValueError(f"invalid pvc:// URI {uri!r}: expected pvc://<claim>/<path> without '..'")
+    return claim, path.strip("/")
+
+
+def first_error(exc: ValidationError, prefix: str = "") -> str:
+    """The first pydantic error as `<prefix>.<field path>: <message>` (what status conditions and logs show)."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "") or "<root>"
+    return f"{where}: {err['msg']}"
 
 
 class KubeModel(BaseModel):

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from quantfleet.api.common import (
+    MODEL_URI_PATTERN,
     Condition,
     ConfigMapKeyRef,
     KubeModel,
@@ -24,7 +25,6 @@ from quantfleet.render.vllm_flags import EMITTED_FLAGS, KvCacheDtype
 Precision = Literal["auto", "bf16", "fp8", "fp8-block", "w4a16", "nvfp4", "mxfp4"]
 KVCacheDtype = KvCacheDtype
 
-MODEL_URI_PATTERN = r"^(hf://[A-Za-z0-9][A-Za-z0-9._\-]*/[A-Za-z0-9][A-Za-z0-9._\-]*(@[^\s]+)?|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?|s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?)$"
 
 # vLLM flags derived from the decision; users may not set them through extraArgs (plus the legacy --model).
 OPERATOR_OWNED_FLAGS = tuple(sorted(EMITTED_FLAGS | {"--model"}))

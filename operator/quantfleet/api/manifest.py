@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from quantfleet.api.common import first_error
 from quantfleet.api.recipe import Scheme, Tool
 
 MANIFEST_SCHEMA = "quantfleet.io/calibration-result/v1"
@@ -90,6 +91,4 @@ def parse_manifest(text: str) -> ResultManifest:
     try:
         return ResultManifest.model_validate_json(text)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise ManifestError(f"invalid result manifest at {where}: {first['msg']}") from exc
+        raise ManifestError(f"invalid result manifest at {first_error(exc)}") from exc

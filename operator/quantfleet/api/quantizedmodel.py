@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from quantfleet.api.common import (
+    STORAGE_URI_PATTERN,
     Condition,
     ConfigMapKeyRef,
     KubeModel,
@@ -24,9 +25,7 @@ from quantfleet.api.schemes import MODELOPT
 
 _MODELOPT_SCHEMES = tuple(sorted({scheme for scheme, _ in MODELOPT}))
 
-SOURCE_URI_PATTERN = (
-    r"^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?|s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?)$"
-)
+SOURCE_URI_PATTERN = STORAGE_URI_PATTERN
 
 
 class HuggingFaceSource(KubeModel):

@@ -13,6 +13,7 @@ import sys
 
 from pydantic import ValidationError
 
+from quantfleet.api.common import first_error
 from quantfleet.api.recipe import CalibrationRecipe
 
 
@@ -39,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         recipe = CalibrationRecipe.from_json(args.recipe_json)
     except ValidationError as exc:
-        reason = f"calibration failed: invalid recipe: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+        reason = f"calibration failed: invalid recipe: {first_error(exc)}"
         log.error(reason)
         write_termination_message(reason)
         return 2

@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from quantfleet.api.common import parse_pvc_uri
+
 PVC_ROOT_ENV = "QUANTFLEET_PVC_ROOT"
 DEFAULT_PVC_ROOT = "/mnt/pvc"
 
@@ -21,10 +23,10 @@ class SourceError(RuntimeError):
 
 
 def pvc_path(uri: str) -> Path:
-    rest = uri.removeprefix("pvc://")
-    claim, _, sub = rest.partition("/")
-    if not claim:
-        raise SourceError(f"{uri}: expected pvc://<claim>/<path>")
+    try:
+        claim, sub = parse_pvc_uri(uri)
+    except ValueError as exc:
+        raise SourceError(str(exc)) from exc
     return Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT)) / claim / sub
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from quantfleet import versions
+from quantfleet.api.common import first_error
 from quantfleet.api.conditions import Cond, is_true
 from quantfleet.api.inferenceservice import InferenceServiceSpec
 from quantfleet.cluster.pools import ClusterGpus, GpuPool, group_pools, pool_for_selector
@@ -209,6 +210,45 @@ def plan_pools(
     return chosen
 
 
+def service_input(name: str, ns: str, uid: str, spec: InferenceServiceSpec, model: ResolvedModel) -> ServiceInput:
+    """What every pool's Deployment shares, from the spec and the resolved model."""
+    vllm = spec.vllm
+    pod = spec.pod_metadata
+    return ServiceInput(
+        name=name,
+        namespace=ns,
+        uid=uid,
+        served_model_name=model.served_name,
+        max_model_len=spec.max_model_len,
+        gpu_memory_utilization=spec.gpu_memory_utilization,
+        image=vllm.image if vllm and vllm.image else versions.vllm_image(),
+        extra_args=tuple(vllm.extra_args or []) if vllm else (),
+        resources=spec.resources.wire() if spec.resources else None,
+        credentials_secret=model.credentials,
+        pod_labels=(pod.labels or {}) if pod else {},
+        pod_annotations=(pod.annotations or {}) if pod else {},
+    )
+
+
+def rollouts(spec: InferenceServiceSpec, decisions: list[Obj]) -> list[PoolRollout]:
+    """One PoolRollout per pinned decision (plus the explicit pool's tolerations)."""
+    tolerations = {p.name: tuple(t.wire() for t in p.tolerations or []) for p in spec.pools or []}
+    return [
+        PoolRollout(
+            pool=d["pool"],
+            node_selector=d["nodeSelector"],
+            gpu_resource=d["gpuResource"],
+            tensor_parallel_size=d["tensorParallelSize"],
+            kv_cache_dtype=d["kvCacheDtype"],
+            quantization=d.get("quantization"),
+            model=ModelLocation(d["modelUri"]),
+            replicas=d["replicas"],
+            tolerations=tolerations.get(d["pool"], ()),
+        )
+        for d in decisions
+    ]
+
+
 def plan_hash(spec: InferenceServiceSpec, model: ResolvedModel, replan: str | None) -> str:
     return short_hash(
         {
@@ -235,8 +275,7 @@ def _reconcile(ctx: Context, body: Obj) -> None:
     try:
         spec = InferenceServiceSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        msg = "spec." + ".".join(str(p) for p in first["loc"]) + f": {first['msg']}"
+        msg = first_error(exc, "spec")
         _write(
             ctx,
             body,
@@ -283,35 +322,8 @@ def _reconcile(ctx: Context, body: Obj) -> None:
         )
         return
 
-    svc = ServiceInput(
-        name=name,
-        namespace=ns,
-        uid=meta["uid"],
-        served_model_name=model.served_name,
-        max_model_len=spec.max_model_len,
-        gpu_memory_utilization=spec.gpu_memory_utilization,
-        image=(spec.vllm.image if spec.vllm and spec.vllm.image else versions.vllm_image()),
-        extra_args=tuple(spec.vllm.extra_args or []) if spec.vllm else (),
-        resources=spec.resources.wire() if spec.resources else None,
-        credentials_secret=model.credentials,
-        pod_labels=(spec.pod_metadata.labels or {}) if spec.pod_metadata else {},
-        pod_annotations=(spec.pod_metadata.annotations or {}) if spec.pod_metadata else {},
-    )
-    pool_tolerations = {p.name: tuple(t.wire() for t in p.tolerations or []) for p in spec.pools or []}
-    desired = []
-    for d in decisions:
-        roll = PoolRollout(
-            pool=d["pool"],
-            node_selector=d["nodeSelector"],
-            gpu_resource=d["gpuResource"],
-            tensor_parallel_size=d["tensorParallelSize"],
-            kv_cache_dtype=d["kvCacheDtype"],
-            quantization=d.get("quantization"),
-            model=ModelLocation(d["modelUri"]),
-            replicas=d["replicas"],
-            tolerations=pool_tolerations.get(d["pool"], ()),
-        )
-        desired.append(expected_deployment(svc, roll))
+    svc = service_input(name, ns, meta["uid"], spec, model)
+    desired = [expected_deployment(svc, roll) for roll in rollouts(spec, decisions)]
     try:
         for dep in desired:
             ctx.kube.apply(dep, owner_uid=meta["uid"])

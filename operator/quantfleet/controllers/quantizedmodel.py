@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from quantfleet import versions
+from quantfleet.api.common import first_error, parse_pvc_uri
 from quantfleet.api.conditions import Cond, is_true
 from quantfleet.api.manifest import ManifestError, ResultManifest, parse_manifest
 from quantfleet.api.quantizedmodel import QuantizedModelSpec
@@ -35,7 +36,6 @@ from quantfleet.render.calibration import (
     expected_job,
     expected_pvc,
     job_name,
-    parse_pvc_uri,
     selector_labels,
     storage_target,
 )
@@ -115,9 +115,7 @@ def make_plan(ctx: Context, body: Obj) -> Plan:
     try:
         spec = QuantizedModelSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "spec." + ".".join(str(p) for p in first["loc"])
-        raise Invalid("SpecInvalid", f"{where}: {first['msg']}") from exc
+        raise Invalid("SpecInvalid", first_error(exc, "spec")) from exc
     arch = load_arch(ctx, meta["namespace"], spec)
     try:
         choice = choose_tool(spec.scheme, spec.tool, arch or UNKNOWN_DENSE, algorithm=spec.algorithm)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from quantfleet.api.common import parse_pvc_uri
 from quantfleet.api.recipe import CalibrationRecipe
 from quantfleet.render.common import (
     LABEL_COMPONENT,
@@ -53,15 +54,6 @@ class StorageTarget:
         if self.claim is None:
             return self.uri
         return f"{PVC_ROOT}/{self.claim}/{self.sub_path}".rstrip("/")
-
-
-def parse_pvc_uri(uri: str) -> tuple[str, str]:
-    """pvc://claim/a/b -> ("claim", "a/b"). Rejects '..' so a spec can never escape its volume."""
-    rest = uri.removeprefix("pvc://")
-    claim, _, path = rest.partition("/")
-    if not claim or ".." in path.split("/"):
-        raise ValueError(f"invalid pvc:// URI {uri!r}: expected pvc://<claim>/<path> without '..'")
-    return claim, path.strip("/")
 
 
 def storage_target(qm_name: str, destination: str | None, recipe_hash: str, credentials: str | None) -> StorageTarget:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from quantfleet.api.common import parse_pvc_uri
 from quantfleet.render import vllm_flags as vf
 from quantfleet.render.common import (
     LABEL_COMPONENT,
@@ -43,15 +44,12 @@ class ModelLocation:
 
     @property
     def claim(self) -> str | None:
-        if not self.uri.startswith("pvc://"):
-            return None
-        return self.uri.removeprefix("pvc://").partition("/")[0]
+        return parse_pvc_uri(self.uri)[0] if self.uri.startswith("pvc://") else None
 
     @property
     def vllm_model(self) -> str:
         if self.uri.startswith("pvc://"):
-            path = self.uri.removeprefix("pvc://").partition("/")[2].strip("/")
-            return f"{MODEL_MOUNT}/{path}".rstrip("/")
+            return f"{MODEL_MOUNT}/{parse_pvc_uri(self.uri)[1]}".rstrip("/")
         if self.uri.startswith("hf://"):
             return self.uri.removeprefix("hf://").partition("@")[0]
         return self.uri
