@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.quantfleet-* && touch $@
 
 binaries: venv
-	$(PY) -m quantfleet.cli sandbox build
+	$(PY) -m quantfleet_dev sandbox build
 
 test: venv binaries
 	$(TEST_SANDBOX) $(PY) -m pytest $(PYTEST_ARGS)
@@ -48,10 +48,10 @@ generate: venv
 	$(PY) -m quantfleet.cli generate
 
 demo: venv binaries
-	$(PY) -m quantfleet.cli sandbox demo
+	$(PY) -m quantfleet_dev sandbox demo
 
 sandbox-up: venv binaries
-	$(PY) -m quantfleet.cli sandbox up
+	$(PY) -m quantfleet_dev sandbox up
 
 sandbox-down: venv
-	$(PY) -m quantfleet.cli sandbox down
+	$(PY) -m quantfleet_dev sandbox down

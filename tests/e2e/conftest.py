@@ -1,16 +1,16 @@
 """e2e harness: one real control plane per test session (the sandbox), one namespace per test.
 
 Fixtures
-  sandbox     session: `quantfleet sandbox up` (reusing a sandbox that is already running) and yields a
-              quantfleet.sandbox.testing.Sandbox (kubeconfig path, kubernetes ApiClient, kubectl()).
+  sandbox     session: `quantfleet-dev sandbox up` (reusing a sandbox that is already running) and yields a
+              quantfleet_dev.testing.Sandbox (kubeconfig path, kubernetes ApiClient, kubectl()).
               At the end the sandbox is stopped only if this session started it
               (QUANTFLEET_KEEP_SANDBOX=1 keeps it up anyway).
   namespace   per test: a fresh namespace enforcing Pod Security `restricted` (override with
               @pytest.mark.pod_security("baseline")), deleted after the test.
-Helpers: `from quantfleet.sandbox.testing import wait_for, operator_process, create_namespace`.
+Helpers: `from quantfleet_dev.testing import wait_for, operator_process, create_namespace`.
 
 Every test under tests/e2e gets the `e2e` marker (`pytest -m "not e2e"` runs the rest). Without the
-binaries from `quantfleet sandbox build` (make binaries) the e2e tests fail with that command; they
+binaries from `quantfleet-dev sandbox build` (make binaries) the e2e tests fail with that command; they
 are not skipped.
 """
 
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from quantfleet.sandbox import build, cluster
-from quantfleet.sandbox.testing import Sandbox, create_namespace, delete_namespace
+from quantfleet_dev.sandbox import build, cluster
+from quantfleet_dev.testing import Sandbox, create_namespace, delete_namespace
 
 E2E_DIR = Path(__file__).resolve().parent
 

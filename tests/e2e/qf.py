@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from quantfleet.sandbox.testing import Sandbox, operator_process, wait_for
+from quantfleet_dev.testing import Sandbox, operator_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "quantfleet.io", "v1alpha1"

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from qf import apply, isvc, model_config, qm, wait_cond
 
-from quantfleet.sandbox import paths
-from quantfleet.sandbox.testing import Sandbox, operator_process
+from quantfleet_dev.sandbox import paths
+from quantfleet_dev.testing import Sandbox, operator_process
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "quantfleet"
 
@@ -34,7 +34,7 @@ def helm_template(release: str, namespace: str) -> list[dict[str, Any]]:
 
 def test_chart_rbac_is_enough_for_the_operator(sandbox: Sandbox, namespace: str, tmp_path: Path) -> None:
     if not paths.binary("helm").exists():
-        pytest.skip("helm is opt-in (about 20 min cold on 2 cores): `quantfleet sandbox build --helm` to run this")
+        pytest.skip("helm is opt-in (about 20 min cold on 2 cores): `quantfleet-dev sandbox build --helm` to run this")
     docs = helm_template(namespace, namespace)
     kinds = {d["kind"] for d in docs}
     assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"} <= kinds

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from qf import apply, cond, events, get, isvc, merge_patch, model_config, node_labels, qm, running_operator, wait_cond
 
-from quantfleet.sandbox.testing import Sandbox, wait_for
+from quantfleet_dev.testing import Sandbox, wait_for
 
 PLURAL = "inferenceservices"
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}

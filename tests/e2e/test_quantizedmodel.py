@@ -24,7 +24,7 @@ from qf import (
     wait_cond,
 )
 
-from quantfleet.sandbox.testing import Sandbox, wait_for
+from quantfleet_dev.testing import Sandbox, wait_for
 
 PLURAL = "quantizedmodels"
 

@@ -15,8 +15,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
 from quantfleet.api.manifest import parse_manifest
-from quantfleet.sandbox import cluster, fleet
-from quantfleet.sandbox.testing import Sandbox, wait_for
+from quantfleet_dev.sandbox import cluster, fleet
+from quantfleet_dev.testing import Sandbox, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from quantfleet.api.crd import crd_manifests
 from quantfleet.api.inferenceservice import InferenceServiceSpec
 from quantfleet.api.quantizedmodel import QuantizedModelSpec
-from quantfleet.generate_cli import rendered
+from quantfleet.cli.generate import rendered
 
 
 def _walk(schema: dict[str, Any], path: str):

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from quantfleet.cluster.placement import choose_calibration_pool, gpus_needed
-from quantfleet.cluster.pools import group_pools, pool_for_selector
 from quantfleet.hardware import LabelError, node_labels_for
+from quantfleet.hardware.pools import group_pools, pool_for_selector
+from quantfleet.planning.placement import choose_calibration_pool, gpus_needed
 
 
 def node(
@@ -125,7 +125,7 @@ def test_gpu_count_from_model_size() -> None:
 def test_pool_metrics_are_read_at_scrape_time() -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from quantfleet.metrics import PoolCollector
+    from quantfleet.manager.metrics import PoolCollector
 
     nodes = list(FLEET)
     registry = CollectorRegistry()

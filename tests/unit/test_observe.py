@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from quantfleet.api.conditions import Cond, merge_conditions, transitions
-from quantfleet.observe.jobs import observe_job
+from quantfleet.quantizedmodel.jobs import observe_job
 
 
 def job(conditions: list[dict[str, str]] | None = None, active: int = 0) -> dict:

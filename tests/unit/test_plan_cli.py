@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from quantfleet.cli import main
+from quantfleet.cli.plan import JSON_KEYS
 from quantfleet.hardware import GPU_TABLE, node_labels_for
-from quantfleet.plan_cli import JSON_KEYS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 MODELS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file())

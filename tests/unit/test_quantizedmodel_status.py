@@ -10,7 +10,7 @@ import pytest
 from quantfleet.api.quantizedmodel import QuantizedModelSpec
 from quantfleet.api.recipe import CalibrationRecipe
 from quantfleet.controllers.quantizedmodel import Plan, status_from_job
-from quantfleet.observe.jobs import JobObservation, Termination
+from quantfleet.quantizedmodel.jobs import JobObservation, Termination
 from quantfleet.render.calibration import storage_target
 
 SPEC = {"source": {"uri": "pvc://base/llama"}, "scheme": "w4a16", "algorithm": "gptq"}

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from quantfleet.api import vllm_flags
 from quantfleet.api.recipe import CalibrationRecipe
-from quantfleet.render import vllm_flags
 from quantfleet.render.calibration import CalibrationJobInput, expected_job, job_name, storage_target
 from quantfleet.render.vllm import (
     ModelLocation,

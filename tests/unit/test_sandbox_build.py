@@ -8,14 +8,14 @@ import pytest
 import yaml
 
 from quantfleet import versions
-from quantfleet.sandbox import build, paths
+from quantfleet_dev.sandbox import build, paths
 
 
 @pytest.mark.parametrize("component", build.components(with_helm=True), ids=lambda c: c.name)
 def test_wrapper_gomod_pins_the_versions_toml_version(component: build.Component) -> None:
     gomod = (component.gomod_dir / "go.mod").read_text()
     assert build.pinned_in_gomod(gomod, component.module) == component.version, (
-        f"{component.gomod_dir}/go.mod is stale: run `quantfleet sandbox build --update`"
+        f"{component.gomod_dir}/go.mod is stale: run `quantfleet-dev sandbox build --update`"
     )
     assert (component.gomod_dir / "go.sum").is_file(), "go.sum must be committed for reproducible builds"
 

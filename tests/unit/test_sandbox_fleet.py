@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from quantfleet.hardware.labels import gpu_facts_from_labels
-from quantfleet.sandbox import fleet
+from quantfleet_dev.sandbox import fleet
 
 EXPECTED_POOLS = {  # issue 3: H100 x4x8, B200 x2x8, L40S x2x4, A10G x2x1, MI300X x1x8, MI355X x1x8, plus CPU nodes
     "h100": ("NVIDIA-H100-80GB-HBM3", 4, 8),

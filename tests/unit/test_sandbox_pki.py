@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from quantfleet.sandbox import pki
+from quantfleet_dev.sandbox import pki
 
 
 def _cert(d: Path, name: str) -> x509.Certificate:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from quantfleet.sandbox import cluster
+from quantfleet_dev.sandbox import cluster
 
 
 @pytest.fixture

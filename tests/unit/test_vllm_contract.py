@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from quantfleet import versions
-from quantfleet.render import vllm_flags as vf
-from quantfleet.vllm_source import (
+from quantfleet.api import vllm_flags as vf
+from quantfleet_dev.vllm_source import (
     SourceLayoutError,
     VllmSource,
     contract_problems,

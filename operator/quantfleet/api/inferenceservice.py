@@ -20,7 +20,7 @@ from quantfleet.api.common import (
     SecretKeyRef,
     Toleration,
 )
-from quantfleet.render.vllm_flags import EMITTED_FLAGS, KvCacheDtype
+from quantfleet.api.vllm_flags import EMITTED_FLAGS, KvCacheDtype
 
 Precision = Literal["auto", "bf16", "fp8", "fp8-block", "w4a16", "nvfp4", "mxfp4"]
 KVCacheDtype = KvCacheDtype

@@ -9,9 +9,37 @@ table is unsupported, and `support()` says why.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final, Literal, get_args
 
 from quantfleet.api.manifest import CheckpointFormat
 from quantfleet.api.recipe import Scheme, Tool, W4A16Algorithm
+
+# What a GPU must support to run a checkpoint: one name per family of vLLM kernels. The GPU capability table
+# (quantfleet.hardware) says, per GPU, whether each runs natively, only through a fallback kernel, or not at all.
+Format = Literal["fp8_w8a8", "fp8_weight_only", "fp8_block", "nvfp4", "mxfp4", "int4_w4a16"]
+FORMATS: Final[tuple[Format, ...]] = get_args(Format)
+
+
+@dataclass(frozen=True)
+class SchemeFormat:
+    """The format a calibration scheme's checkpoint is served in."""
+
+    format: Format
+    # Weight-only schemes dequantize to 16 bits before the matmul (Marlin): wherever the format loads at all,
+    # they run as designed, so "native" for them means "supported".
+    weight_only: bool = False
+
+
+# The one scheme -> format table: the planner's tool choice and the calibration placement both read it.
+SCHEME_FORMATS: Final[dict[Scheme, SchemeFormat]] = {
+    "fp8-dynamic": SchemeFormat("fp8_w8a8"),
+    "fp8-static": SchemeFormat("fp8_w8a8"),
+    "fp8-block": SchemeFormat("fp8_block"),
+    "w4a16": SchemeFormat("int4_w4a16", weight_only=True),
+    "nvfp4": SchemeFormat("nvfp4"),
+    "nvfp4a16": SchemeFormat("nvfp4", weight_only=True),
+    "mxfp4": SchemeFormat("mxfp4"),
+}
 
 
 @dataclass(frozen=True)
@@ -49,7 +77,7 @@ UNSUPPORTED_WHY: dict[tuple[Tool, Scheme], str] = {
     ("modelopt", "fp8-block"): "ModelOpt 0.47 has only a weight-only 2D-block FP8 config; use llm-compressor FP8_BLOCK",
 }
 
-FORMATS: dict[Tool, CheckpointFormat] = {"llm-compressor": "compressed-tensors", "modelopt": "modelopt"}
+TOOL_CHECKPOINT_FORMAT: dict[Tool, CheckpointFormat] = {"llm-compressor": "compressed-tensors", "modelopt": "modelopt"}
 
 
 class UnsupportedRecipe(ValueError):

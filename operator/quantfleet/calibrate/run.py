@@ -22,7 +22,7 @@ from typing import Any
 
 from quantfleet.api.manifest import ExpertCoverage, Quality, ResultManifest
 from quantfleet.api.recipe import CalibrationRecipe
-from quantfleet.api.schemes import FORMATS, UnsupportedRecipe, support
+from quantfleet.api.schemes import TOOL_CHECKPOINT_FORMAT, UnsupportedRecipe, support
 from quantfleet.calibrate.coverage import ExpertCounter, starved_message
 from quantfleet.calibrate.data import CalibrationData, build_calibration_data
 from quantfleet.calibrate.progress import Progress
@@ -220,7 +220,7 @@ def calibrate(recipe: CalibrationRecipe, data_override: CalibrationData | None =
         manifest = ResultManifest(
             recipe_hash=recipe_hash,
             checkpoint_uri=recipe.output_uri,
-            format=FORMATS[recipe.tool],
+            format=TOOL_CHECKPOINT_FORMAT[recipe.tool],
             scheme=recipe.scheme,
             tool=recipe.tool,
             tool_version=adapter.version(),

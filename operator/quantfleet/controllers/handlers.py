@@ -19,7 +19,7 @@ from quantfleet.api.common import API_GROUP, API_VERSION
 from quantfleet.controllers import inferenceservice, quantizedmodel
 from quantfleet.controllers.context import Context
 from quantfleet.kube.api import Kube, load_client_config
-from quantfleet.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS
+from quantfleet.manager.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS
 from quantfleet.render.common import LABEL_ISVC, LABEL_MANAGED_BY, LABEL_QM, MANAGED_BY
 
 log = logging.getLogger("quantfleet.handlers")

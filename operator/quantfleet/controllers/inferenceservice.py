@@ -18,11 +18,11 @@ from quantfleet import versions
 from quantfleet.api.common import first_error
 from quantfleet.api.conditions import Cond, is_true
 from quantfleet.api.inferenceservice import InferenceServiceSpec
-from quantfleet.cluster.pools import ClusterGpus, GpuPool, group_pools, pool_for_selector
 from quantfleet.controllers import context
 from quantfleet.controllers.context import Context
 from quantfleet.hardware import LabelError
 from quantfleet.hardware.labels import short_name
+from quantfleet.hardware.pools import ClusterGpus, GpuPool, group_pools, pool_for_selector
 from quantfleet.kube.api import NotOwned
 from quantfleet.planning import Checkpoint, ConfigError, ModelArch, PlanError, PlanRequest, decide, parse_model_config
 from quantfleet.planning.decision import Decision

@@ -21,13 +21,13 @@ from quantfleet.api.conditions import Cond, is_true
 from quantfleet.api.manifest import ManifestError, ResultManifest, parse_manifest
 from quantfleet.api.quantizedmodel import QuantizedModelSpec
 from quantfleet.api.recipe import CalibrationRecipe
-from quantfleet.cluster.placement import choose_calibration_pool
-from quantfleet.cluster.pools import group_pools
 from quantfleet.controllers import context
 from quantfleet.controllers.context import Context
-from quantfleet.observe.jobs import JobObservation, observe_job
+from quantfleet.hardware.pools import group_pools
 from quantfleet.planning import ConfigError, ModelArch, PlanError, parse_model_config, weight_bytes
+from quantfleet.planning.placement import choose_calibration_pool
 from quantfleet.planning.tools import choose_tool
+from quantfleet.quantizedmodel.jobs import JobObservation, observe_job
 from quantfleet.render.calibration import (
     CalibrationJobInput,
     StorageTarget,

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal, get_args
 
+from quantfleet.api.schemes import FORMATS, Format
+
 
 class Support(StrEnum):
     """How well vLLM runs a quantized format on a GPU (see the module docstring for the exact meaning)."""
@@ -30,9 +32,6 @@ class Support(StrEnum):
     FALLBACK = "fallback"
     NO = "no"
 
-
-Format = Literal["fp8_w8a8", "fp8_weight_only", "fp8_block", "nvfp4", "mxfp4", "int4_w4a16"]
-FORMATS: Final[tuple[Format, ...]] = get_args(Format)
 
 Vendor = Literal["nvidia", "amd"]
 VENDORS: Final[tuple[Vendor, ...]] = get_args(Vendor)

@@ -22,44 +22,43 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from quantfleet.api.schemes import MODELOPT
-from quantfleet.hardware import GPU_TABLE, Format, GpuFacts, Support
+from quantfleet.api.recipe import SCHEMES, Scheme, Tool, W4A16Algorithm
+from quantfleet.api.schemes import LLMC, MODELOPT, SCHEME_FORMATS, Format
+from quantfleet.hardware import GPU_TABLE, FormatSupport, GpuFacts, Support
 from quantfleet.planning.decision import PlanError
 from quantfleet.planning.model import ModelArch, router_ignore_patterns, router_patterns_known
 
-Scheme = Literal["fp8-dynamic", "fp8-block", "fp8-static", "w4a16", "nvfp4", "nvfp4a16", "mxfp4"]
-Tool = Literal["llm-compressor", "modelopt"]
 RequestedTool = Literal["auto", "llm-compressor", "modelopt"]
-Algorithm = Literal["gptq", "awq"]
-
-SCHEMES: tuple[Scheme, ...] = get_args(Scheme)
+Algorithm = W4A16Algorithm
 REQUESTED_TOOLS: tuple[RequestedTool, ...] = get_args(RequestedTool)
 
 ATTENTION_PATTERN = "re:.*self_attn.*"
 
-# (scheme, algorithm or None) -> preset / config name, per tool. Absent = the tool cannot make it.
+
+def _llmc_recipe(preset: str, algorithm: str | None) -> str:
+    if algorithm == "gptq":
+        return f"GPTQModifier(scheme={preset})"
+    if algorithm == "awq":
+        return f"AWQModifier + QuantizationModifier(scheme={preset})"
+    return f"QuantizationModifier(scheme={preset})"
+
+
+# (scheme, algorithm or None) -> what the tool runs, from the shared (tool, scheme) table. Absent = it cannot.
 _LLM_COMPRESSOR: dict[tuple[str, str | None], str] = {
-    ("fp8-dynamic", None): "QuantizationModifier(scheme=FP8_DYNAMIC)",
-    ("fp8-block", None): "QuantizationModifier(scheme=FP8_BLOCK)",
-    ("fp8-static", None): "QuantizationModifier(scheme=FP8)",
-    ("w4a16", "gptq"): "GPTQModifier(scheme=W4A16)",
-    ("w4a16", "awq"): "AWQModifier + QuantizationModifier(scheme=W4A16)",
-    ("nvfp4", None): "QuantizationModifier(scheme=NVFP4)",
-    ("nvfp4a16", None): "QuantizationModifier(scheme=NVFP4A16)",
-    ("mxfp4", None): "QuantizationModifier(scheme=MXFP4)",
+    key: _llmc_recipe(entry.preset, entry.algorithm) for key, entry in LLMC.items()
 }
-# ModelOpt's configs come from the shared (tool, scheme) table the calibration program runs.
 _MODELOPT: dict[tuple[str, str | None], str] = {key: entry.preset for key, entry in MODELOPT.items()}
 _NO_DATA = frozenset({"fp8-dynamic", "fp8-block", "nvfp4a16"})  # weight-only or dynamic: no calibration data needed
-_SCHEME_FORMAT: dict[str, Format] = {
-    "fp8-dynamic": "fp8_w8a8",
-    "fp8-static": "fp8_w8a8",
-    "fp8-block": "fp8_block",
-    "w4a16": "int4_w4a16",
-    "nvfp4": "nvfp4",
-    "nvfp4a16": "nvfp4",
-    "mxfp4": "mxfp4",
-}
+
+
+def scheme_rank(scheme: Scheme, support: FormatSupport) -> int | None:
+    """0: a GPU with `support` runs `scheme`'s checkpoint as designed, 1: only through a fallback kernel,
+    None: not at all. Weight-only schemes run as designed wherever their format loads."""
+    entry = SCHEME_FORMATS[scheme]
+    level = support.level(entry.format)
+    if level == Support.NO:
+        return None
+    return 0 if level == Support.NATIVE or entry.weight_only else 1
 
 
 @dataclass(frozen=True)
@@ -89,12 +88,7 @@ class PlacementPreference:
 
     def rank(self, gpu: GpuFacts) -> int | None:
         """0: runs this scheme natively, 1: only through a fallback kernel, None: cannot run it."""
-        level = gpu.support.level(self.format)
-        if self.scheme == "nvfp4a16" and level != Support.NO:
-            return 0  # weight-only FP4 is Marlin by design, everywhere
-        if level == Support.NATIVE:
-            return 0
-        return 1 if level == Support.FALLBACK else None
+        return scheme_rank(self.scheme, gpu.support)
 
 
 def choose_tool(
@@ -183,22 +177,20 @@ def choose_tool(
 def placement_for(scheme: str) -> PlacementPreference:
     """GPU families that run `scheme` natively / through a fallback, read from the GPU table."""
     known = _as_scheme(scheme)
-    fmt = _SCHEME_FORMAT[known]
+    fmt = SCHEME_FORMATS[known].format
     native: list[str] = []
     fallback: list[str] = []
     ccs: list[tuple[int, int]] = []
     arches: list[str] = []
     for spec in GPU_TABLE:
-        level = spec.support.level(fmt)
-        if scheme == "nvfp4a16" and level != Support.NO:
-            level = Support.NATIVE
-        if level == Support.NATIVE:
+        rank = scheme_rank(known, spec.support)
+        if rank == 0:
             _add(native, spec.family)
             if spec.compute_capability is not None:
                 ccs.append(spec.compute_capability)
             if spec.gfx_arch:
                 _add(arches, spec.gfx_arch)
-        elif level == Support.FALLBACK:
+        elif rank == 1:
             _add(fallback, spec.family)
     fallback = [f for f in fallback if f not in native]
     min_cc = min(ccs) if ccs else None

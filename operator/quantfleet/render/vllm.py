@@ -1,7 +1,7 @@
 """Expected manifests for an InferenceService: one vLLM Deployment per pool, one Service, one PDB.
 
 Pure. The vLLM command line is built only from the names declared in
-`quantfleet.render.vllm_flags` (checked against the pinned vLLM source by the contract test),
+`quantfleet.api.vllm_flags` (checked against the pinned vLLM source by the contract test),
 and every rendered pod is restricted-profile compliant, probed on /health and scraped on /metrics.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from quantfleet.api import vllm_flags as vf
 from quantfleet.api.common import parse_pvc_uri
-from quantfleet.render import vllm_flags as vf
 from quantfleet.render.common import (
     LABEL_COMPONENT,
     LABEL_INSTANCE,

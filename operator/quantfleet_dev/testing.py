@@ -1,7 +1,7 @@
 """Helpers for tests that run against the sandbox (tests/e2e and anyone else's e2e tests).
 
 They live in the package, not in a conftest, so a test module can import them by name
-(`from quantfleet.sandbox.testing import wait_for, operator_process`) without relying on how
+(`from quantfleet_dev.testing import wait_for, operator_process`) without relying on how
 pytest puts conftest files on sys.path. No pytest import here: failures are AssertionErrors.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from quantfleet.sandbox import cluster
+from quantfleet_dev.sandbox import cluster
 
 T = TypeVar("T")
 
@@ -141,7 +141,7 @@ def operator_process(
         *extra_args,
     ]
     # the operator runs the same code as the test that starts it
-    package_root = str(Path(__file__).resolve().parents[2])
+    package_root = str(Path(__file__).resolve().parents[1])
     pythonpath = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1", "PYTHONPATH": pythonpath}
     with log_path.open("wb") as log:

@@ -1,4 +1,4 @@
-"""`quantfleet sandbox build | up | down | status | demo`: the local control plane from the command line.
+"""`quantfleet-dev sandbox build | up | down | status | demo`: the local control plane from the command line.
 
 `demo` is README command 1: it builds what is missing, starts the sandbox, runs the operator
 against it, applies `crds/samples/` and prints what happened.
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from quantfleet.sandbox import build, cluster, paths
+from quantfleet_dev.sandbox import build, cluster, paths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -61,7 +61,7 @@ def _ensure_built(no_build: bool = False) -> None:
     if build.missing_binaries():
         if no_build:
             missing = ", ".join(map(str, build.missing_binaries()))
-            raise SystemExit(f"missing {missing}: run `quantfleet sandbox build`")
+            raise SystemExit(f"missing {missing}: run `quantfleet-dev sandbox build`")
         print("sandbox: binaries missing, building them first (cold: tens of minutes on 2 cores)")
         build.build()
 
@@ -112,8 +112,8 @@ def start_operator(layout: cluster.Layout, namespace: str | None = None) -> subp
     """`python -m quantfleet.cli run` against the sandbox, logging to the state dir; None if it does not exist yet."""
     import importlib.util
 
-    if importlib.util.find_spec("quantfleet.controllers.runner") is None:
-        print("sandbox demo: the operator (quantfleet.controllers.runner) does not exist yet; continuing without it")
+    if importlib.util.find_spec("quantfleet.cli.run") is None:
+        print("sandbox demo: the operator (quantfleet.cli.run) does not exist yet; continuing without it")
         return None
     argv = [sys.executable, "-m", "quantfleet.cli", "run"] + (["--namespace", namespace] if namespace else [])
     log = layout.logfile("operator").open("ab")
@@ -156,5 +156,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
         out = cluster.kubectl(layout, *cmd, check=False)
         print(f"\n### {title}: kubectl {' '.join(cmd)}\n{out.stdout}{out.stderr}", end="")
     print(f"\nthe sandbox stays up ({_hint(layout)}); operator log: {layout.logfile('operator')}")
-    print("stop everything with: quantfleet sandbox down")
+    print("stop everything with: quantfleet-dev sandbox down")
     return 0

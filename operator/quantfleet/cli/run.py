@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.metrics_port:
         from quantfleet.controllers.handlers import known_nodes
-        from quantfleet.metrics import register_pool_collector
+        from quantfleet.manager.metrics import register_pool_collector
 
         register_pool_collector(known_nodes)
         start_http_server(args.metrics_port)

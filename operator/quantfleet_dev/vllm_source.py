@@ -4,7 +4,7 @@ Why: the operator renders vLLM command lines for an image it does not run in its
 flags and values that image accepts is the vLLM source of the same release, so this module downloads the release's
 wheel (``pip download --no-deps``; vLLM is never installed, it would pull its own torch) into a cache outside the
 checkout, reads the Python files straight from the zip and parses them with :mod:`ast`. :func:`contract_problems`
-then compares the result with the declarations in :mod:`quantfleet.render.vllm_flags`.
+then compares the result with the declarations in :mod:`quantfleet.api.vllm_flags`.
 
 Where 0.33.0 keeps what we read (each is located by a marker string when it moves, and the parser raises
 :class:`SourceLayoutError` rather than returning an empty answer when it cannot find it):
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from quantfleet import versions
-from quantfleet.render import vllm_flags
+from quantfleet.api import vllm_flags
 
 log = logging.getLogger(__name__)
 
@@ -628,7 +628,7 @@ def parse_source(files: Mapping[str, str], *, origin: str) -> VllmSource:
 
 
 def contract_problems(src: VllmSource) -> list[str]:
-    """What quantfleet.render.vllm_flags declares that ``src`` does not accept or provide (empty: the contract holds).
+    """What quantfleet.api.vllm_flags declares that ``src`` does not accept or provide (empty: the contract holds).
 
     Each message names the flag or value, so a failing test says what an upgrade broke.
     """

@@ -15,7 +15,7 @@ from quantfleet import versions
 PACKAGE_DIR = Path(__file__).resolve().parent
 STAGES_DIR = PACKAGE_DIR / "stages"
 DEFAULT_FLEET = PACKAGE_DIR / "fleet.yaml"
-REPO_ROOT = PACKAGE_DIR.parents[2]  # operator/quantfleet/sandbox -> repository root
+REPO_ROOT = PACKAGE_DIR.parents[2]  # operator/quantfleet_dev/sandbox -> repository root
 GOMOD_DIR = REPO_ROOT / "hack" / "gomod"
 CRDS_DIR = REPO_ROOT / "crds"
 

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from quantfleet.cluster.pools import group_pools
+from quantfleet.hardware.pools import group_pools
 
 RECONCILE_SECONDS = Histogram("quantfleet_reconcile_seconds", "Reconcile duration", ["kind"])
 RECONCILE_ERRORS = Counter("quantfleet_reconcile_errors_total", "Reconciles that raised", ["kind"])

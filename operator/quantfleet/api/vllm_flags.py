@@ -2,7 +2,7 @@
 
 The Deployment renderer builds the vLLM command line only from the names in this module, and
 ``tests/unit/test_vllm_contract.py`` checks every one of them against the source of the pinned vLLM release (read from
-its wheel, see ``quantfleet.vllm_source``). Anything added here is covered by that test automatically; anything the
+its wheel, see ``quantfleet_dev.vllm_source``). Anything added here is covered by that test automatically; anything the
 renderer emits that is not declared here is caught by :func:`problems_in_args`, which the render invariants call on
 every rendered pod. Together they make "a vLLM upgrade that drops a flag we use" a test failure instead of a
 CrashLoopBackOff in a customer cluster.
@@ -135,7 +135,7 @@ def problems_in_args(args: Sequence[str]) -> list[str]:
             value = None
             i += 1
         if flag not in EMITTED_FLAGS:
-            problems.append(f"{flag} is not declared in quantfleet.render.vllm_flags.EMITTED_FLAGS")
+            problems.append(f"{flag} is not declared in quantfleet.api.vllm_flags.EMITTED_FLAGS")
         if flag in seen:
             problems.append(f"{flag} is given more than once")
         seen.add(flag)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from quantfleet.sandbox import paths
+from quantfleet_dev.sandbox import paths
 
 POOL_LABEL = "quantfleet.io/pool"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"  # KWOK manages nodes annotated kwok.x-k8s.io/node=fake

@@ -13,19 +13,10 @@ import math
 from dataclasses import dataclass
 
 from quantfleet.api.recipe import Scheme
-from quantfleet.cluster.pools import ClusterGpus, GpuPool
-from quantfleet.hardware import Support
+from quantfleet.api.schemes import SCHEME_FORMATS
+from quantfleet.hardware.pools import ClusterGpus, GpuPool
+from quantfleet.planning.tools import scheme_rank
 
-# Which support field must be native for a scheme to be "at home" on a pool.
-_NATIVE_FIELD: dict[str, str] = {
-    "fp8-dynamic": "fp8_w8a8",
-    "fp8-static": "fp8_w8a8",
-    "fp8-block": "fp8_block",
-    "nvfp4": "nvfp4",
-    "mxfp4": "mxfp4",
-    "w4a16": "int4_w4a16",
-    "nvfp4a16": "nvfp4",
-}
 _FAMILY_RANK = {"turing": 0, "ampere": 1, "ada-lovelace": 2, "hopper": 3, "blackwell": 4}
 CALIBRATION_HEADROOM = 1.25  # BF16 weights + activations/Hessians during calibration
 
@@ -55,11 +46,11 @@ def gpus_needed(bf16_weight_bytes: int | None, gpu_memory_mib: int) -> int:
 def choose_calibration_pool(
     cluster: ClusterGpus, scheme: Scheme, bf16_weight_bytes: int | None, allow_fallback: bool, override_gpus: int | None
 ) -> Placement:
-    field = _NATIVE_FIELD[scheme]
+    field = SCHEME_FORMATS[scheme].format
     candidates = [p for p in cluster.pools if p.facts.vendor == "nvidia" and p.usable]
     if not candidates:
         return Placement(None, 0, False, "no usable NVIDIA GPU pool in the cluster (calibration tools need CUDA)")
-    native = [p for p in candidates if getattr(p.facts, field) == Support.NATIVE]
+    native = [p for p in candidates if scheme_rank(scheme, p.facts.support) == 0]
     # Blackwell is only "needed" when no other family runs the scheme natively (FP4 math).
     blackwell_needed = all(p.facts.family == "blackwell" for p in native)
 

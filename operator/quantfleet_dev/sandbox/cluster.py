@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from quantfleet import versions
-from quantfleet.sandbox import build, fleet, paths, pki
+from quantfleet_dev.sandbox import build, fleet, paths, pki
 
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.1/16"
@@ -413,7 +413,7 @@ def up(fleet_file: Path | None = None, log: Log = print, timeout: float = 180.0)
 def _up(layout: Layout, fleet_file: Path | None, log: Log, timeout: float) -> Layout:
     missing = build.missing_binaries()
     if missing:
-        raise SystemExit(f"missing binaries {', '.join(map(str, missing))}: run `quantfleet sandbox build` first")
+        raise SystemExit(f"missing binaries {', '.join(map(str, missing))}: run `quantfleet-dev sandbox build` first")
     layout.save()
     pki.ensure_pki(layout.pki)
     write_kubeconfigs(layout)

@@ -20,11 +20,11 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from quantfleet.api.inferenceservice import InferenceServiceSpec
-    from quantfleet.cluster.pools import group_pools
     from quantfleet.controllers.inferenceservice import Blocked, ResolvedModel, plan_pools, rollouts, service_input
+    from quantfleet.hardware.pools import group_pools
     from quantfleet.planning import ConfigError, parse_model_config
     from quantfleet.render.vllm import expected_deployment, expected_service
-    from quantfleet.sandbox.fleet import load_fleet, node_manifest
+    from quantfleet_dev.sandbox.fleet import load_fleet, node_manifest
 
     try:
         doc: dict[str, Any] = yaml.safe_load(Path(args.file).read_text())

@@ -1,1 +1,0 @@
-"""quantfleet.cluster: pure views of the cluster (GPU pools from Node objects)."""

@@ -1,1 +1,0 @@
-"""quantfleet.observe: pure readings of child objects (Jobs, pods, Deployments) into facts for status."""
