@@ -129,7 +129,7 @@ def test_pool_metrics_are_read_at_scrape_time() -> None:
 
     nodes = list(FLEET)
     registry = CollectorRegistry()
-    registry.register(PoolCollector(lambda: nodes))
+    registry.register(PoolCollector(lambda: group_pools(nodes)))
     text = generate_latest(registry).decode()
     assert 'quantfleet_gpu_pool_nodes{gpu="H100-SXM",pool="h100-sxm"} 2.0' in text
     nodes.append(node("h100-2", "H100-SXM", cordoned=True))

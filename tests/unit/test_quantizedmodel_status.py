@@ -9,8 +9,9 @@ import pytest
 
 from quantfleet.api.quantizedmodel import QuantizedModelSpec
 from quantfleet.api.recipe import CalibrationRecipe
-from quantfleet.controllers.quantizedmodel import Plan, status_from_job
 from quantfleet.quantizedmodel.jobs import JobObservation, Termination
+from quantfleet.quantizedmodel.plan import Plan
+from quantfleet.quantizedmodel.status import ready_condition, status_from_job
 from quantfleet.render.calibration import storage_target
 
 SPEC = {"source": {"uri": "pvc://base/llama"}, "scheme": "w4a16", "algorithm": "gptq"}
@@ -56,7 +57,8 @@ def finished(text: str) -> JobObservation:
 
 
 def conds(result: tuple[dict[str, Any], list[Any]]) -> dict[str, tuple[str, str]]:
-    return {c.type: (c.status, c.reason) for c in result[1]}
+    """Conditions by type, with Ready derived from the declared conjunction as the status writer does."""
+    return {c.type: (c.status, c.reason) for c in [ready_condition(result[1]), *result[1]]}
 
 
 def test_valid_manifest_is_ready_with_facts() -> None:

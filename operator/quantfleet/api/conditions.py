@@ -55,3 +55,35 @@ def transitions(
     """Conditions whose status or reason changed: each is worth an Event."""
     old = {c.get("type"): (c.get("status"), c.get("reason")) for c in previous or []}
     return [c for c in current if old.get(c.get("type")) != (c.get("status"), c.get("reason"))]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One term of a Ready conjunction: condition `type` must have `status`.
+
+    `optional`: an absent condition satisfies it (e.g. QualityGate when no gate is configured).
+    `reason`: Ready's reason when this term fails (default: the failing condition's own reason).
+    """
+
+    type: str
+    status: Status = "True"
+    optional: bool = False
+    reason: str | None = None
+
+
+def ready_from(
+    conds: Iterable[Cond], requires: Iterable[Requirement], reason: str = "Ready", message: str = ""
+) -> Cond:
+    """`Ready` as the declared conjunction: True (with `reason`, `message`) when every requirement holds, else
+    False with the first failing requirement's reason and message."""
+    by_type = {c.type: c for c in conds}
+    terms = list(requires)
+    for req in terms:
+        cond = by_type.get(req.type)
+        if cond is None:
+            if req.optional:
+                continue
+            return Cond("Ready", "False", req.reason or f"{req.type}Unknown", f"condition {req.type} not reported")
+        if cond.status != req.status:
+            return Cond("Ready", "False", req.reason or cond.reason, cond.message)
+    return Cond("Ready", "True", reason, message)

@@ -1,13 +1,15 @@
-"""`quantfleet render`: print the manifests the operator would create, without a cluster.
+"""`quantfleet render`: print the children an InferenceService would get, without a cluster.
 
-For review in GitOps pipelines: takes an InferenceService YAML (model by `uri`) and the model's
-config.json, plans against the nodes of a fleet file (default: the sandbox's fleet), and prints
-the Deployments, Service and PDB — the same pure code path the controller uses.
+For review in GitOps pipelines: takes an InferenceService YAML (model by `uri`), the model's config.json and the
+cluster's Nodes (`kubectl get nodes -o yaml`, or `quantfleet-dev sandbox nodes` for the sandbox's simulated
+fleet), and prints the Deployments, Service and PodDisruptionBudget — through the controller's own pure core
+(`quantfleet.inferenceservice.decide.outcome`), so what is printed is what the operator would apply.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -16,51 +18,69 @@ from typing import Any
 import yaml
 
 
-def run(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
+def load_nodes(path: str) -> list[dict[str, Any]]:
+    """Node objects from a Node, a NodeList/List, or a YAML stream of Nodes."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    nodes: list[dict[str, Any]] = []
+    for doc in yaml.safe_load_all(text):
+        if not doc:
+            continue
+        items = doc.get("items") if doc.get("kind") in ("NodeList", "List") else [doc]
+        nodes += [n for n in items or [] if n.get("kind", "Node") == "Node"]
+    if not nodes:
+        raise ValueError(f"{path}: no Node objects")
+    return nodes
 
-    from quantfleet.api.inferenceservice import InferenceServiceSpec
-    from quantfleet.controllers.inferenceservice import Blocked, ResolvedModel, plan_pools, rollouts, service_input
+
+def run(args: argparse.Namespace) -> int:
+    from quantfleet import versions
     from quantfleet.hardware.pools import group_pools
-    from quantfleet.planning import ConfigError, parse_model_config
-    from quantfleet.render.vllm import expected_deployment, expected_service
-    from quantfleet_dev.sandbox.fleet import load_fleet, node_manifest
+    from quantfleet.inferenceservice.decide import ServiceFacts, conditions_of, outcome
 
     try:
         doc: dict[str, Any] = yaml.safe_load(Path(args.file).read_text())
         if doc.get("kind") != "InferenceService":
             raise ValueError(f"{args.file}: expected kind InferenceService, got {doc.get('kind')}")
-        spec = InferenceServiceSpec.model_validate(doc.get("spec") or {})
-        if spec.model.uri is None:
+        model = (doc.get("spec") or {}).get("model") or {}
+        if not model.get("uri"):
             raise ValueError(
                 "quantfleet render plans models given by spec.model.uri (no cluster to read a QuantizedModel)"
             )
-        arch = parse_model_config(json.loads(Path(args.model_config).read_text()))
-    except (OSError, ValueError, ValidationError, ConfigError) as exc:
+        config = Path(args.model_config).read_text()
+        json.loads(config)
+        nodes = load_nodes(args.nodes)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"quantfleet render: {exc}", file=sys.stderr)
         return 2
-    nodes = [node_manifest(p, i) for p in load_fleet(args.fleet) for i in range(p.nodes)]
-    for n in nodes:  # a fleet file describes Ready nodes
-        n.setdefault("status", {})["conditions"] = [{"type": "Ready", "status": "True"}]
-        n["status"]["allocatable"] = n["status"].get("allocatable") or n["status"].get("capacity", {})
-    name = doc["metadata"]["name"]
-    ns = doc["metadata"].get("namespace", "default")
-    model = ResolvedModel(arch, spec.model.uri, None, spec.model.served_model_name or name, None)
-    try:
-        decisions = plan_pools(name, spec, model, group_pools(nodes), nodes)
-    except Blocked as exc:
-        print(f"quantfleet render: {exc.reason}: {exc}", file=sys.stderr)
+    meta = doc.setdefault("metadata", {})
+    meta.setdefault("namespace", "default")
+    meta.setdefault("uid", "00000000-0000-0000-0000-000000000000")
+    meta.setdefault("generation", 1)
+    cm_name = (model.get("configRef") or {}).get("name", "model-config")
+    cm_key = (model.get("configRef") or {}).get("key", "config.json")
+    model["configRef"] = {"name": cm_name, "key": cm_key}
+    facts = ServiceFacts(
+        pools=group_pools(nodes),
+        nodes=nodes,
+        configmaps={cm_name: {"data": {cm_key: config}}},
+        quantized_model=None,
+        deployments={},
+        vllm_image=versions.vllm_image(),
+        now=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+    )
+    out = outcome(doc, facts)
+    planned = conditions_of(out).get("Planned")
+    if not out.apply:
+        reason = planned.reason if planned else "NotPlanned"
+        print(f"quantfleet render: {reason}: {planned.message if planned else ''}", file=sys.stderr)
         return 1
-    svc = service_input(name, ns, "00000000-0000-0000-0000-000000000000", spec, model)
-    for d in decisions:
+    for d in (out.status or {}).get("decisions") or []:
         print(
             f"# pool {d['pool']}: {d['precision']} / KV {d['kvCacheDtype']} / TP {d['tensorParallelSize']}: "
             f"{d['reason']}",
             file=sys.stderr,
         )
-    out: list[Any] = [expected_deployment(svc, roll) for roll in rollouts(spec, decisions)]
-    out.append(expected_service(svc))
-    print(yaml.safe_dump_all(out, sort_keys=False))
+    print(yaml.safe_dump_all(list(out.apply), sort_keys=False))
     return 0
 
 
@@ -68,5 +88,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("render", help="print the vLLM manifests an InferenceService would get (no cluster)")
     p.add_argument("-f", "--file", required=True, help="InferenceService YAML (spec.model.uri)")
     p.add_argument("--model-config", required=True, help="the model's config.json")
-    p.add_argument("--fleet", help="fleet file describing the GPU nodes (default: the sandbox fleet)")
+    p.add_argument(
+        "--nodes",
+        required=True,
+        help="Nodes to plan against: `kubectl get nodes -o yaml` output, a Node YAML stream, or - for stdin"
+        " (`quantfleet-dev sandbox nodes` prints the sandbox's simulated fleet)",
+    )
     p.set_defaults(func=run)

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal, get_args
 
-from quantfleet.api.schemes import FORMATS, Format
+from quantfleet.api.schemes import FORMATS as FORMATS
+from quantfleet.api.schemes import Format as Format
 
 
 class Support(StrEnum):

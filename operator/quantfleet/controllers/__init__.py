@@ -1,1 +1,0 @@
-"""quantfleet.controllers"""

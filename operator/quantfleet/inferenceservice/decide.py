@@ -1,0 +1,329 @@
+"""InferenceService, pure core: {the service, cluster facts} -> per-pool decisions -> desired children + status.
+
+Level-triggered and pure: `outcome()` is the whole reconcile minus I/O, so golden cases can pin it. Decisions are
+pinned in status under a hash of their inputs (spec, model checkpoint, re-plan annotation): a cluster change never
+silently flips a running fleet's precision, it shows up as `Degraded`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from quantfleet.api.common import first_error
+from quantfleet.api.conditions import Cond, is_true
+from quantfleet.api.inferenceservice import InferenceServiceSpec
+from quantfleet.hardware import LabelError
+from quantfleet.hardware.labels import short_name
+from quantfleet.hardware.pools import ClusterGpus, GpuPool, pool_for_selector
+from quantfleet.inferenceservice import status as st
+from quantfleet.planning import Checkpoint, ConfigError, ModelArch, PlanError, PlanRequest, decide, parse_model_config
+from quantfleet.planning.decision import Decision
+from quantfleet.render.common import short_hash
+from quantfleet.render.outcome import Event, Outcome
+from quantfleet.render.vllm import (
+    ModelLocation,
+    PoolRollout,
+    ServiceInput,
+    deployment_name,
+    expected_deployment,
+    expected_pdb,
+    expected_service,
+)
+
+REPLAN_ANNOTATION = "quantfleet.io/replan"
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """Everything one InferenceService's reconcile reads, gathered from the watch caches."""
+
+    pools: ClusterGpus
+    nodes: Sequence[Obj]
+    configmaps: Mapping[str, Obj]  # referenced ConfigMaps by name (absent: missing)
+    quantized_model: Obj | None  # the referenced QuantizedModel, if any
+    deployments: Mapping[str, Obj]  # owned vLLM Deployments by name
+    vllm_image: str
+    now: str
+
+
+class Blocked(Exception):
+    """The service cannot be (re)planned now; `reason` becomes the failing condition's reason."""
+
+    def __init__(self, reason: str, message: str, *, waiting: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.waiting = waiting  # waiting on the model (ModelReady=False) rather than on planning
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    arch: ModelArch
+    base_uri: str | None
+    checkpoint: Checkpoint | None
+    served_name: str
+    credentials: str | None
+
+
+def _config(facts: ServiceFacts, name: str, key: str) -> ModelArch:
+    cm = facts.configmaps.get(name)
+    if cm is None or key not in (cm.get("data") or {}):
+        raise Blocked("ModelConfigMissing", f"ConfigMap {name} with key {key!r} not found", waiting=True)
+    try:
+        return parse_model_config(json.loads(cm["data"][key]))
+    except (json.JSONDecodeError, ConfigError) as exc:
+        raise Blocked("SpecInvalid", f"ConfigMap {name}/{key} is not a usable config.json: {exc}") from exc
+
+
+def config_ref(spec: InferenceServiceSpec, qm: Obj | None) -> tuple[str, str] | None:
+    """(ConfigMap name, key) the service plans with: its own configRef, else its QuantizedModel's."""
+    if spec.model.config_ref is not None:
+        return spec.model.config_ref.name, spec.model.config_ref.key
+    ref = (((qm or {}).get("spec") or {}).get("source") or {}).get("modelConfigRef")
+    return (ref["name"], ref.get("key", "config.json")) if ref else None
+
+
+def resolve_model(name: str, spec: InferenceServiceSpec, facts: ServiceFacts) -> ResolvedModel:
+    model = spec.model
+    served = model.served_model_name or name
+    creds = model.credentials_secret.name if model.credentials_secret else None
+    if model.quantized_model_ref is None:
+        assert model.uri is not None and model.config_ref is not None  # CEL guarantees both
+        return ResolvedModel(
+            _config(facts, model.config_ref.name, model.config_ref.key), model.uri, None, served, creds
+        )
+    qm_name = model.quantized_model_ref.name
+    qm = facts.quantized_model
+    if qm is None:
+        raise Blocked("QuantizedModelNotFound", f"QuantizedModel {qm_name} not found", waiting=True)
+    qstatus = qm.get("status") or {}
+    ckpt = qstatus.get("checkpoint") or {}
+    if not is_true(qstatus.get("conditions"), "Ready") or not ckpt.get("uri"):
+        phase = qstatus.get("phase") or "Pending"
+        raise Blocked(
+            "WaitingForQuantizedModel", f"QuantizedModel {qm_name} is not Ready yet (phase {phase})", waiting=True
+        )
+    qspec = qm.get("spec") or {}
+    source = qspec.get("source") or {}
+    hf = source.get("huggingFace")
+    base = f"hf://{hf['repo']}@{hf.get('revision', 'main')}" if hf else source.get("uri")
+    ref = config_ref(spec, qm)
+    if ref is None:
+        raise Blocked(
+            "ModelConfigMissing",
+            f"neither spec.model.configRef nor QuantizedModel {qm_name}"
+            " .spec.source.modelConfigRef names a config.json to plan capacity with",
+        )
+    arch = _config(facts, *ref)
+    try:
+        checkpoint = Checkpoint(
+            scheme=qspec["scheme"],
+            format=ckpt["format"],
+            uri=ckpt["uri"],
+            kv_cache_scales=bool(qspec.get("kvCacheScales")),
+        )
+    except PlanError as exc:
+        raise Blocked("SpecInvalid", str(exc)) from exc
+    return ResolvedModel(arch, base, checkpoint, served, creds)
+
+
+# ------------------------------------------------------------------------------------------------ planning
+
+
+def _request(spec: InferenceServiceSpec, model: ResolvedModel, gpus: int) -> PlanRequest:
+    return PlanRequest(
+        precision=spec.precision,
+        kv_cache_dtype=spec.kv_cache_dtype,
+        max_model_len=spec.max_model_len,
+        concurrency=spec.expected_concurrency,
+        gpu_memory_utilization=spec.gpu_memory_utilization,
+        gpu_count=gpus,
+        checkpoints=(model.checkpoint,) if model.checkpoint else (),
+        base_model=model.base_uri is not None,
+    )
+
+
+def _pool_decision(name: str, pool: GpuPool, d: Decision, model: ResolvedModel, replicas: int, isvc: str) -> Obj:
+    cap = d.capacity
+    uri = d.checkpoint.uri if d.checkpoint else model.base_uri
+    assert uri is not None
+    return {
+        "pool": name,
+        "gpu": short_name(pool.facts),
+        "nodeSelector": dict(pool.node_selector),
+        "gpuResource": pool.gpu_resource,
+        "modelUri": uri,
+        "precision": d.precision,
+        "kvCacheDtype": d.kv_cache_dtype,
+        "tensorParallelSize": d.tensor_parallel_size,
+        **({"quantization": d.quantization_flag} if d.quantization_flag else {}),
+        "native": d.native,
+        "reason": d.reason + ("" if not d.warnings else " Warnings: " + " ".join(d.warnings)),
+        "deployment": deployment_name(isvc, name),
+        "replicas": replicas,
+        "kvCacheTokens": cap.kv_cache_tokens,
+        "maxConcurrency": f"{cap.max_concurrency:.1f}",
+        "weightsGib": f"{cap.weights_gib_per_gpu:.1f}",
+        "kvCacheGib": f"{cap.kv_cache_gib_per_gpu:.1f}",
+    }
+
+
+def plan_pools(
+    name: str, spec: InferenceServiceSpec, model: ResolvedModel, cluster: ClusterGpus, nodes: Sequence[Obj]
+) -> list[Obj]:
+    """Per-pool decisions. Raises Blocked when the request cannot be honoured (nothing is half-applied)."""
+    if spec.pools:
+        out = []
+        for p in spec.pools:
+            try:
+                pool = pool_for_selector(cluster, p.node_selector, nodes)
+            except LabelError as exc:
+                raise Blocked("PoolNotFound", f"pool {p.name}: {exc}") from exc
+            if not pool.usable:
+                raise Blocked("PoolUnavailable", f"pool {p.name}: no Ready, schedulable node with free GPUs")
+            try:
+                d = decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
+            except PlanError as exc:
+                raise Blocked("CannotHonour", f"pool {p.name} ({short_name(pool.facts)}): {exc}") from exc
+            replicas = p.replicas if p.replicas is not None else spec.replicas
+            out.append(_pool_decision(p.name, pool, d, model, replicas, name))
+        return out
+    ranked: list[tuple[tuple[int, float, str], Obj]] = []
+    refusals: list[str] = []
+    for pool in cluster.pools:
+        if not pool.usable:
+            continue
+        try:
+            d = decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
+        except PlanError as exc:
+            refusals.append(f"{pool.name}: {exc}")
+            continue
+        key = (0 if d.native else 1, -d.capacity.max_concurrency, pool.name)
+        ranked.append((key, _pool_decision(pool.name, pool, d, model, spec.replicas, name)))
+    if not ranked:
+        detail = "; ".join(refusals) or "the cluster has no usable GPU pool"
+        raise Blocked("CannotHonour", f"no GPU pool can serve this request: {detail}")
+    ranked.sort(key=lambda kv: kv[0])
+    return [d for _, d in ranked[: spec.max_pools]]
+
+
+def service_input(
+    name: str, ns: str, uid: str, spec: InferenceServiceSpec, model: ResolvedModel, image: str
+) -> ServiceInput:
+    """What every pool's Deployment shares, from the spec and the resolved model."""
+    vllm = spec.vllm
+    pod = spec.pod_metadata
+    return ServiceInput(
+        name=name,
+        namespace=ns,
+        uid=uid,
+        served_model_name=model.served_name,
+        max_model_len=spec.max_model_len,
+        gpu_memory_utilization=spec.gpu_memory_utilization,
+        image=vllm.image if vllm and vllm.image else image,
+        extra_args=tuple(vllm.extra_args or []) if vllm else (),
+        resources=spec.resources.wire() if spec.resources else None,
+        credentials_secret=model.credentials,
+        pod_labels=(pod.labels or {}) if pod else {},
+        pod_annotations=(pod.annotations or {}) if pod else {},
+    )
+
+
+def rollouts(spec: InferenceServiceSpec, decisions: list[Obj]) -> list[PoolRollout]:
+    """One PoolRollout per pinned decision (plus the explicit pool's tolerations)."""
+    tolerations = {p.name: tuple(t.wire() for t in p.tolerations or []) for p in spec.pools or []}
+    return [
+        PoolRollout(
+            pool=d["pool"],
+            node_selector=d["nodeSelector"],
+            gpu_resource=d["gpuResource"],
+            tensor_parallel_size=d["tensorParallelSize"],
+            kv_cache_dtype=d["kvCacheDtype"],
+            quantization=d.get("quantization"),
+            model=ModelLocation(d["modelUri"]),
+            replicas=d["replicas"],
+            tolerations=tolerations.get(d["pool"], ()),
+        )
+        for d in decisions
+    ]
+
+
+def plan_hash(spec: InferenceServiceSpec, model: ResolvedModel, replan: str | None) -> str:
+    return short_hash(
+        {
+            "spec": spec.wire(),
+            "checkpoint": model.checkpoint.uri if model.checkpoint else None,
+            "base": model.base_uri,
+            "replan": replan or "",
+        },
+        16,
+    )
+
+
+# ------------------------------------------------------------------------------------------------ the pass
+
+
+def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
+    """The whole reconcile of one InferenceService, as data."""
+    meta = isvc["metadata"]
+    name, ns = meta["name"], meta["namespace"]
+    prev: Obj = isvc.get("status") or {}
+    try:
+        spec = InferenceServiceSpec.model_validate(isvc.get("spec") or {})
+    except ValidationError as exc:
+        return st.invalid(isvc, first_error(exc, "spec"), facts.now)
+    pinned = [dict(d) for d in prev.get("decisions") or []]
+    try:
+        model = resolve_model(name, spec, facts)
+        want_hash = plan_hash(spec, model, (meta.get("annotations") or {}).get(REPLAN_ANNOTATION))
+        fresh = not (prev.get("planHash") == want_hash and pinned)
+        decisions = plan_pools(name, spec, model, facts.pools, facts.nodes) if fresh else pinned
+    except Blocked as exc:
+        # Existing Deployments keep serving (nothing torn down); status says why nothing new is rolled out.
+        return st.blocked(isvc, exc.reason, str(exc), exc.waiting, pinned, facts.deployments, facts.now)
+
+    svc = service_input(name, ns, meta["uid"], spec, model, facts.vllm_image)
+    desired = [expected_deployment(svc, roll) for roll in rollouts(spec, decisions)]
+    wanted = {d["metadata"]["name"] for d in desired}
+    stale = tuple(dep for dep_name, dep in sorted(facts.deployments.items()) if dep_name not in wanted)
+    events: list[Event] = [
+        Event("Normal", "DeploymentRemoved", f"deleted Deployment {dep['metadata']['name']}: pool no longer selected")
+        for dep in stale
+    ]
+    if fresh:
+        events += [
+            Event(
+                "Normal",
+                "DecisionMade",
+                f"pool {d['pool']}: {d['precision']} weights, {d['kvCacheDtype']} KV cache, TP"
+                f" {d['tensorParallelSize']}: {d['reason']}"[:1000],
+            )
+            for d in decisions
+        ]
+    plan_generation = meta.get("generation") if fresh else prev.get("planGeneration", meta.get("generation"))
+    status, transition_events = st.serving(
+        isvc, decisions, want_hash, plan_generation, facts.pools, facts.deployments, facts.now
+    )
+    return Outcome(
+        apply=(*desired, expected_service(svc), expected_pdb(svc)),
+        delete=stale,
+        status=status,
+        events=(*events, *transition_events),
+    )
+
+
+def conflict(isvc: Obj, message: str, facts: ServiceFacts) -> Outcome:
+    """The outcome when a child the service needs exists and belongs to someone else (nothing was taken over)."""
+    pinned = [dict(d) for d in (isvc.get("status") or {}).get("decisions") or []]
+    return st.blocked(isvc, "ResourceConflict", message, False, pinned, facts.deployments, facts.now, degraded=True)
+
+
+def conditions_of(out: Outcome) -> dict[str, Cond]:
+    """Conditions of an outcome's status, by type (tests and callers that inspect them)."""
+    conds = (out.status or {}).get("conditions") or []
+    return {c["type"]: Cond(c["type"], c["status"], c["reason"], c.get("message", "")) for c in conds}

@@ -1,0 +1,40 @@
+"""Everything one InferenceService's pure core reads, from the watch caches (no API request)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from quantfleet import versions
+from quantfleet.facts.cache import Cache
+from quantfleet.facts.mapping import ns_key
+from quantfleet.inferenceservice import handlers
+from quantfleet.inferenceservice.decide import ServiceFacts
+from quantfleet.render.common import LABEL_COMPONENT
+
+Obj = dict[str, Any]
+
+
+def gather(cache: Cache, isvc: Obj, now: dt.datetime) -> ServiceFacts:
+    meta = isvc["metadata"]
+    ns, name = meta["namespace"], meta["name"]
+    model = (isvc.get("spec") or {}).get("model") or {}
+    qm_name = (model.get("quantizedModelRef") or {}).get("name")
+    qm = cache.get("QuantizedModel", ns, qm_name) if qm_name else None
+    names = {(model.get("configRef") or {}).get("name")}
+    names.add(((((qm or {}).get("spec") or {}).get("source") or {}).get("modelConfigRef") or {}).get("name"))
+    configmaps = {n: cm for n in names if n and (cm := cache.get("ConfigMap", ns, n)) is not None}
+    deployments = {
+        d["metadata"]["name"]: d
+        for d in cache.by_index("Deployment", handlers.BY_LABEL, ns_key(ns, name))
+        if (d["metadata"].get("labels") or {}).get(LABEL_COMPONENT) == "vllm"
+    }
+    return ServiceFacts(
+        pools=cache.pools(),
+        nodes=cache.nodes(),
+        configmaps=configmaps,
+        quantized_model=qm,
+        deployments=deployments,
+        vllm_image=versions.vllm_image(),
+        now=now.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+    )

@@ -1,0 +1,130 @@
+"""Which cache changes enqueue which InferenceServices (and the indexes that make those lookups cheap).
+
+- the object itself: any change but its status;
+- its Deployments, Service and PodDisruptionBudget: by the quantfleet.io/inferenceservice label;
+- the QuantizedModel it serves (spec, Ready, checkpoint) and the ConfigMap it plans with: by index;
+- a Node change a pool could notice (Ready, schedulable, labels, GPUs): the services whose explicit pool selectors
+  or pinned decisions match the node's old or new labels, and the automatic services not planned yet.
+  A Node heartbeat changes nothing a pool reads and enqueues nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quantfleet.facts.cache import Cache, node_view
+from quantfleet.facts.mapping import Enqueue, both, changed_beyond_status, ns_key, parent_by_label
+from quantfleet.render.common import LABEL_ISVC
+
+Obj = dict[str, Any]
+KIND = "InferenceService"
+BY_QM = "isvc-by-quantizedmodel"
+BY_CONFIGMAP = "isvc-by-configmap"
+BY_SELECTOR = "isvc-by-node-selector"
+UNPLANNED = "isvc-automatic-unplanned"
+QM_BY_CONFIGMAP = "isvc:qm-by-configmap"
+BY_LABEL = "by-isvc-label"
+
+
+def _model(isvc: Obj) -> Obj:
+    return (isvc.get("spec") or {}).get("model") or {}
+
+
+def quantized_model(isvc: Obj) -> list[str]:
+    ref = _model(isvc).get("quantizedModelRef") or {}
+    return [ns_key(isvc["metadata"]["namespace"], ref["name"])] if ref.get("name") else []
+
+
+def configmap(isvc: Obj) -> list[str]:
+    ref = _model(isvc).get("configRef") or {}
+    return [ns_key(isvc["metadata"]["namespace"], ref["name"])] if ref.get("name") else []
+
+
+def qm_configmap(qm: Obj) -> list[str]:
+    ref = (((qm.get("spec") or {}).get("source") or {}).get("modelConfigRef")) or {}
+    return [ns_key(qm["metadata"]["namespace"], ref["name"])] if ref.get("name") else []
+
+
+def selector_key(selector: dict[str, str]) -> str:
+    return json.dumps(selector, sort_keys=True, separators=(",", ":"))
+
+
+def selectors(isvc: Obj) -> list[str]:
+    """Explicit pools' selectors and the pinned decisions' selectors."""
+    spec_pools = (isvc.get("spec") or {}).get("pools") or []
+    decisions = (isvc.get("status") or {}).get("decisions") or []
+    keys = {selector_key(p.get("nodeSelector") or {}) for p in spec_pools}
+    keys |= {selector_key(d.get("nodeSelector") or {}) for d in decisions}
+    return sorted(keys)
+
+
+def unplanned(isvc: Obj) -> list[str]:
+    automatic = not (isvc.get("spec") or {}).get("pools")
+    return ["yes"] if automatic and not (isvc.get("status") or {}).get("decisions") else []
+
+
+def by_label(obj: Obj) -> list[str]:
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_ISVC)
+    return [ns_key(obj["metadata"].get("namespace"), value)] if value else []
+
+
+def _matches(node: Obj, selector: dict[str, str]) -> bool:
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def setup(cache: Cache, enqueue: Enqueue) -> None:
+    cache.add_indexer(KIND, BY_QM, quantized_model)
+    cache.add_indexer(KIND, BY_CONFIGMAP, configmap)
+    cache.add_indexer(KIND, BY_SELECTOR, selectors)
+    cache.add_indexer(KIND, UNPLANNED, unplanned)
+    cache.add_indexer("QuantizedModel", QM_BY_CONFIGMAP, qm_configmap)
+    for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+        cache.add_indexer(kind, BY_LABEL, by_label)
+        cache.add_handler(kind, parent_by_label(LABEL_ISVC, enqueue))
+
+    def enqueue_all(objs: list[Obj]) -> None:
+        for obj in objs:
+            enqueue(obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+    def own(old: Obj | None, new: Obj | None) -> None:
+        obj = new or old
+        if obj is not None and changed_beyond_status(old, new):
+            enqueue(obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+    def qm(old: Obj | None, new: Obj | None) -> None:
+        if old is not None and new is not None and old.get("spec") == new.get("spec"):
+            before, after = old.get("status") or {}, new.get("status") or {}
+            if before.get("checkpoint") == after.get("checkpoint") and before.get("conditions") == after.get(
+                "conditions"
+            ):
+                return
+        obj = new or old
+        assert obj is not None
+        enqueue_all(cache.by_index(KIND, BY_QM, ns_key(obj["metadata"]["namespace"], obj["metadata"]["name"])))
+
+    def config(old: Obj | None, new: Obj | None) -> None:
+        if old is not None and new is not None and old.get("data") == new.get("data"):
+            return
+        cm = new or old
+        assert cm is not None
+        ns, name = cm["metadata"]["namespace"], cm["metadata"]["name"]
+        enqueue_all(cache.by_index(KIND, BY_CONFIGMAP, ns_key(ns, name)))
+        for model in cache.by_index("QuantizedModel", QM_BY_CONFIGMAP, ns_key(ns, name)):
+            enqueue_all(cache.by_index(KIND, BY_QM, ns_key(ns, model["metadata"]["name"])))
+
+    def node(old: Obj | None, new: Obj | None) -> None:
+        if node_view(old) == node_view(new):
+            return
+        versions = list(both(old, new))
+        for key in cache.stores[KIND].index_values(BY_SELECTOR):
+            selector = json.loads(key)
+            if any(_matches(n, selector) for n in versions):
+                enqueue_all(cache.by_index(KIND, BY_SELECTOR, key))
+        enqueue_all(cache.by_index(KIND, UNPLANNED, "yes"))
+
+    cache.add_handler(KIND, own)
+    cache.add_handler("QuantizedModel", qm)
+    cache.add_handler("ConfigMap", config)
+    cache.add_handler("Node", node)

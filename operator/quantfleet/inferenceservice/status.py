@@ -1,0 +1,168 @@
+"""InferenceService status, pure: named conditions from decisions and observed Deployments; Ready their conjunction.
+
+Conditions:
+  ModelReady   the model resolved (its QuantizedModel Ready, its config.json readable)
+  Planned      every pool has a decision (pinned, or made this pass); False says why none could be made
+  Available    every pool's Deployment has its desired replicas ready
+  Progressing  a rollout is under way (new ReplicaSet not fully updated / available)
+  Degraded     a pinned pool lost its nodes or GPUs; the decision is kept (never a silent re-plan)
+Ready = ModelReady ∧ Planned ∧ Available ∧ ¬Progressing. Degraded is reported beside it: a pool whose nodes went
+NotReady may still be serving, and flipping Ready on every node blip would page people for nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from quantfleet.api.conditions import Cond, Requirement
+from quantfleet.api.inferenceservice import InferenceServiceStatus
+from quantfleet.api.status import build_status
+from quantfleet.hardware.pools import ClusterGpus
+from quantfleet.render.outcome import Event, Outcome
+from quantfleet.render.vllm import endpoint
+
+Obj = dict[str, Any]
+REPLAN_HINT = "set annotation quantfleet.io/replan to re-plan"
+
+READY_REQUIRES = (
+    Requirement("ModelReady"),
+    Requirement("Planned"),
+    Requirement("Available", reason="RollingOut"),
+    Requirement("Progressing", "False", reason="RollingOut"),
+)
+
+
+def _finish(isvc: Obj, fields: Obj, conds: list[Cond], now: str, ready_message: str = "") -> tuple[Obj, list[Event]]:
+    meta = isvc["metadata"]
+    status, changed = build_status(
+        InferenceServiceStatus,
+        isvc.get("status"),
+        fields,
+        conds,
+        READY_REQUIRES,
+        now,
+        meta.get("generation"),
+        ("Serving", ready_message),
+    )
+    events = []
+    for cond in changed:
+        failing = cond["type"] == "Ready" and cond["status"] == "False" and cond["reason"] != "RollingOut"
+        if failing or (cond["type"] == "Degraded" and cond["status"] == "True"):
+            events.append(Event("Warning", cond["reason"], cond.get("message") or cond["reason"]))
+        elif cond["type"] == "Ready" and cond["status"] == "True":
+            events.append(Event("Normal", "Serving", cond.get("message") or ""))
+    return status, events
+
+
+def observe(decisions: Sequence[Obj], deployments: Mapping[str, Obj]) -> tuple[list[Obj], bool]:
+    """Decisions with readyReplicas from the live Deployments, and whether a rollout is under way."""
+    out = []
+    updating = False
+    for d in decisions:
+        dep = deployments.get(d["deployment"])
+        st = (dep or {}).get("status") or {}
+        out.append({**d, "readyReplicas": int(st.get("readyReplicas") or 0)})
+        if dep is not None:
+            gen_ok = st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
+            updating |= not gen_ok or int(st.get("updatedReplicas") or 0) < d["replicas"]
+    return out, updating
+
+
+def degraded(cluster: ClusterGpus, decisions: Sequence[Obj]) -> str:
+    problems = []
+    for d in decisions:
+        pool = next((p for p in cluster.pools if dict(p.node_selector).items() <= d["nodeSelector"].items()), None)
+        if pool is None:
+            problems.append(f"pool {d['pool']} has no GPU nodes any more")
+        elif not pool.usable:
+            problems.append(f"pool {d['pool']}: no Ready, schedulable node (cordoned or NotReady)")
+        elif pool.gpus_per_node < d["tensorParallelSize"]:
+            problems.append(
+                f"pool {d['pool']}: {pool.gpus_per_node} allocatable GPUs per node < TP {d['tensorParallelSize']}"
+            )
+    return "; ".join(problems) + f". The pinned decision is kept; {REPLAN_HINT}" if problems else ""
+
+
+def invalid(isvc: Obj, message: str, now: str) -> Outcome:
+    conds = [
+        Cond("ModelReady", "Unknown", "SpecInvalid", message),
+        Cond("Planned", "False", "SpecInvalid", message),
+        Cond("Available", "False", "SpecInvalid"),
+        Cond("Progressing", "False", "SpecInvalid"),
+        Cond("Degraded", "False", "SpecInvalid"),
+    ]
+    status, events = _finish(isvc, {}, conds, now)
+    return Outcome(status=status, events=tuple(events))
+
+
+def blocked(
+    isvc: Obj,
+    reason: str,
+    message: str,
+    waiting: bool,
+    pinned: list[Obj],
+    deployments: Mapping[str, Obj],
+    now: str,
+    degraded: bool = False,
+) -> Outcome:
+    """Nothing new is rolled out; existing Deployments keep serving and status says why."""
+    prev = isvc.get("status") or {}
+    observed, _ = observe(pinned, deployments)
+    keep = {k: prev[k] for k in ("planHash", "planGeneration") if prev.get(k)}
+    conds = [
+        Cond("ModelReady", "False", reason, message) if waiting else Cond("ModelReady", "True", "Resolved"),
+        Cond("Planned", "False", reason, message),
+        Cond("Available", "False", reason, message),
+        Cond("Progressing", "False", reason, message),
+        Cond("Degraded", "True", reason, message) if degraded else Cond("Degraded", "False", "AsPlanned"),
+    ]
+    status, events = _finish(isvc, {**keep, **({"decisions": observed} if observed else {})}, conds, now)
+    return Outcome(status=status, events=tuple(events))
+
+
+def serving(
+    isvc: Obj,
+    decisions: list[Obj],
+    plan_hash: str,
+    plan_generation: int | None,
+    cluster: ClusterGpus,
+    deployments: Mapping[str, Obj],
+    now: str,
+) -> tuple[Obj, list[Event]]:
+    meta = isvc["metadata"]
+    observed, updating = observe(decisions, deployments)
+    total = sum(d["replicas"] for d in observed)
+    ready = sum(d["readyReplicas"] for d in observed)
+    progressing = updating or ready < total
+    problem = degraded(cluster, observed)
+    counts = f"{ready}/{total} replicas ready"
+    conds = [
+        Cond("ModelReady", "True", "Resolved", f"serving {', '.join(sorted({d['modelUri'] for d in decisions}))}"),
+        Cond("Planned", "True", "Planned", f"{len(decisions)} pool(s): " + ", ".join(d["pool"] for d in decisions)),
+        Cond(
+            "Available",
+            "True" if ready >= total else "False",
+            "ReplicasReady" if ready >= total else "RollingOut",
+            counts,
+        ),
+        Cond("Progressing", "True" if progressing else "False", "RollingOut" if progressing else "Complete", counts),
+        Cond(
+            "Degraded",
+            "True" if problem else "False",
+            "PoolUnavailable" if problem else "AsPlanned",
+            problem or "every pinned pool is available",
+        ),
+    ]
+    fields = {
+        "decisions": observed,
+        "planHash": plan_hash,
+        "planGeneration": plan_generation,
+        "precision": ",".join(dict.fromkeys(d["precision"] for d in decisions)),
+        "kvCacheDtype": ",".join(dict.fromkeys(d["kvCacheDtype"] for d in decisions)),
+        "pools": ",".join(d["pool"] for d in decisions),
+        "replicas": total,
+        "readyReplicas": ready,
+        "endpoint": endpoint(meta["name"], meta["namespace"]),
+    }
+    return _finish(isvc, fields, conds, now, counts)

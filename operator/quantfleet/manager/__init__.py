@@ -1,0 +1,1 @@
+"""The controller manager: watch caches, work queue, workers, leader election, metrics."""
