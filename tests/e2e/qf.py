@@ -20,7 +20,7 @@ MODELS = ROOT / "tests" / "fixtures" / "models"
 
 @contextlib.contextmanager
 def running_operator(sb: Sandbox, ns: str) -> Iterator[Any]:
-    with operator_process(sb.kubeconfig, ns, extra_args=("--resync", "2")) as proc:
+    with operator_process(sb.kubeconfig, ns) as proc:  # event-driven: the resync safety net (10 min) never fires
         yield proc
 
 

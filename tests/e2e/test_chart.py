@@ -54,7 +54,7 @@ def test_chart_rbac_is_enough_for_the_operator(sandbox: Sandbox, namespace: str,
         log = tmp_path / "operator.log"
 
         model_config(sandbox, namespace, "llama-3.1-8b")
-        with operator_process(kubeconfig, namespace, extra_args=("--resync", "2"), log_path=log):
+        with operator_process(kubeconfig, namespace, log_path=log):
             apply(sandbox, namespace, qm("rbac-fp8", "fp8-dynamic"))
             wait_cond(sandbox, namespace, "quantizedmodels", "rbac-fp8", "Ready", "True")
             apply(

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from quantfleet.hardware import LabelError, node_labels_for
+from quantfleet.hardware import LabelError
 from quantfleet.hardware.pools import group_pools, pool_for_selector
 from quantfleet.planning.placement import choose_calibration_pool, gpus_needed
+from quantfleet_dev.testing import gpu_node
 
-
-def node(
-    name: str,
-    key: str | None,
-    gpus: int = 8,
-    *,
-    ready: bool = True,
-    cordoned: bool = False,
-    labels: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    lab = dict(labels if labels is not None else (node_labels_for(key, gpus) if key else {}))
-    resource = "amd.com/gpu" if any(k.startswith("amd.com/") for k in lab) else "nvidia.com/gpu"
-    alloc = {"cpu": "64", resource: str(gpus)} if key or labels else {"cpu": "64"}
-    return {
-        "metadata": {"name": name, "labels": lab},
-        "spec": {"unschedulable": cordoned},
-        "status": {"allocatable": alloc, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
-    }
+node = gpu_node
 
 
 FLEET = [

@@ -101,7 +101,7 @@ class Informer:
 
     def run(self, stop: threading.Event) -> None:
         failures = 0
-        need_list = True
+        need_list = self.resource_version is None  # a restarted informer resumes its watch where it stopped
         while not stop.is_set():
             try:
                 if need_list:

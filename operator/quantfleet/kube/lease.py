@@ -48,8 +48,11 @@ class LeaseConfig:
 
 
 class LeaderElector:
-    def __init__(self, kube: Kube, config: LeaseConfig, identity: str) -> None:
+    def __init__(
+        self, kube: Kube, config: LeaseConfig, identity: str, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.kube = kube
+        self.monotonic = monotonic
         self.cfg = config
         self.identity = identity
         self._observed: tuple[str | None, str | None] = (None, None)  # (holder, renewTime) last seen
@@ -70,7 +73,7 @@ class LeaderElector:
 
     def try_acquire_or_renew(self) -> bool:
         now = time.time()
-        mono = time.monotonic()
+        mono = self.monotonic()
         lease = self.kube.get("Lease", self.cfg.name, self.cfg.namespace)
         if lease is None:
             body = {

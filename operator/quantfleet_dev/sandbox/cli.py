@@ -46,10 +46,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("nodes", help="print the fleet's Nodes as Ready YAML (input for `quantfleet render --nodes`)")
+    p.add_argument("--fleet", type=Path, default=None, help=f"fleet file (default {paths.DEFAULT_FLEET})")
+    p.set_defaults(func=cmd_nodes)
+
     p = sub.add_parser("demo", help="build, up, run the operator, apply crds/samples and print their status")
     p.add_argument("--fleet", type=Path, default=None)
     p.add_argument("--wait", type=float, default=20.0, help="seconds to let the operator work before printing")
     p.set_defaults(func=cmd_demo)
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    import yaml
+
+    from quantfleet_dev.sandbox.fleet import fleet_nodes, load_fleet
+
+    nodes = fleet_nodes(load_fleet(args.fleet))
+    for node in nodes:  # as the cluster shows them once KWOK has started them
+        node["status"]["conditions"] = [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+    print(yaml.safe_dump({"apiVersion": "v1", "kind": "NodeList", "items": nodes}, sort_keys=False))
+    return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:

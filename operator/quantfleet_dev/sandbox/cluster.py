@@ -104,6 +104,10 @@ class Layout:
     def logfile(self, name: str) -> Path:
         return self.root / "logs" / f"{name}.log"
 
+    @property
+    def audit_log(self) -> Path:
+        return self.root / "logs" / "audit.log"
+
 
 # ---------------------------------------------------------------- process bookkeeping
 
@@ -308,6 +312,14 @@ def components(layout: Layout) -> list[Component]:
             # the `kubernetes` Service would point at 127.0.0.1, which Endpoints reject; nothing in-cluster needs it
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            # Audit only the operator's and the benchmark floor's identities (policy below): how the fleet
+            # benchmark counts the operator's requests from the server's side.
+            f"--audit-policy-file={layout.root / 'audit-policy.yaml'}",
+            f"--audit-log-path={layout.audit_log}",
+            "--audit-log-maxsize=200",
+            "--audit-log-maxbackup=1",
+            "--audit-log-mode=batch",
+            "--audit-log-batch-max-wait=1s",
             "--v=1",
         ],
         lambda: _get(f"{layout.server}/readyz", _admin_context(layout))[0] == 200,
@@ -367,8 +379,23 @@ def components(layout: Layout) -> list[Component]:
     return [etcd, apiserver, kcm, scheduler, kwok]
 
 
+AUDITED_USERS = ("quantfleet-operator", "quantfleet-floor")
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata", "users": list(AUDITED_USERS)}, {"level": "None"}],
+}
+
+
 def write_kubeconfigs(layout: Layout) -> None:
-    users = {"kube-controller-manager": "kube-controller-manager", "kube-scheduler": "kube-scheduler", "kwok": "kwok"}
+    users = {
+        "kube-controller-manager": "kube-controller-manager",
+        "kube-scheduler": "kube-scheduler",
+        "kwok": "kwok",
+        "operator": "operator",
+        "floor": "floor",
+    }
     layout.component_kubeconfig("x").parent.mkdir(parents=True, exist_ok=True)
     for name, cert in users.items():
         cfg = pki.kubeconfig(
@@ -417,6 +444,7 @@ def _up(layout: Layout, fleet_file: Path | None, log: Log, timeout: float) -> La
     layout.save()
     pki.ensure_pki(layout.pki)
     write_kubeconfigs(layout)
+    _write_private(layout.root / "audit-policy.yaml", yaml.safe_dump(AUDIT_POLICY))
     started_at = time.monotonic()
     comps = {c.name: c for c in components(layout)}
     port_of = {
@@ -448,6 +476,14 @@ def _up(layout: Layout, fleet_file: Path | None, log: Log, timeout: float) -> La
     bootstrap(layout, fleet_file, log, timeout)
     log(f"sandbox up in {time.monotonic() - started_at:.1f}s; export KUBECONFIG={layout.kubeconfig}")
     return layout
+
+
+def restart(layout: Layout, name: str, timeout: float = 120.0) -> None:
+    """Stop one control-plane component and start it again with the same flags (fault tests)."""
+    component = {c.name: c for c in components(layout)}[name]
+    stop(layout, name)
+    _spawn(layout, component)
+    _wait_healthy(layout, component, timeout)
 
 
 def down(log: Log = print) -> list[str]:

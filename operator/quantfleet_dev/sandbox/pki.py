@@ -36,6 +36,10 @@ CLIENTS = (
     ClientIdentity("kube-controller-manager", "system:kube-controller-manager"),
     ClientIdentity("kube-scheduler", "system:kube-scheduler"),
     ClientIdentity("kwok", "kwok-controller", ("system:masters",)),
+    # Identities of their own so the API server's audit log can tell the operator's requests (and the fleet
+    # benchmark's floor client's) from everyone else's.
+    ClientIdentity("operator", "quantfleet-operator", ("system:masters",)),
+    ClientIdentity("floor", "quantfleet-floor", ("system:masters",)),
 )
 
 
