@@ -42,7 +42,7 @@ def recording(store: Store) -> list[tuple[str | None, str | None]]:
 
 def test_store_indexes_follow_changes() -> None:
     store = Store("Job")
-    store.add_indexer("owner", lambda o: [o["metadata"]["labels"]["owner"]] if "owner" in o["metadata"]["labels"] else [])
+    store.add_indexer("owner", lambda o: [v] if (v := o["metadata"]["labels"].get("owner")) else [])
     store.upsert(obj("j1", 1, owner="x"))
     store.upsert(obj("j2", 2, owner="x"))
     assert [o["metadata"]["name"] for o in store.by_index("owner", "x")] == ["j1", "j2"]
