@@ -57,6 +57,7 @@ class LeaderElector:
         self.identity = identity
         self._observed: tuple[str | None, str | None] = (None, None)  # (holder, renewTime) last seen
         self._observed_at = 0.0
+        self._held: Obj | None = None  # the Lease as our last successful write left it: renewals need no GET
         self.leading = threading.Event()
 
     # -- one attempt -----------------------------------------------------------------------------
@@ -74,6 +75,14 @@ class LeaderElector:
     def try_acquire_or_renew(self) -> bool:
         now = time.time()
         mono = self.monotonic()
+        if self._held is not None:  # renewing: one PUT on the copy we wrote; a conflict means re-read
+            lease = self._held
+            lease["spec"] = {**lease["spec"], "renewTime": _micro_time(now)}
+            updated = self.kube.replace(lease)
+            self._held = updated
+            if updated is not None:
+                self._observed, self._observed_at = (self.identity, updated["spec"].get("renewTime")), mono
+                return True
         lease = self.kube.get("Lease", self.cfg.name, self.cfg.namespace)
         if lease is None:
             body = {
@@ -82,8 +91,8 @@ class LeaderElector:
                 "metadata": {"name": self.cfg.name, "namespace": self.cfg.namespace},
                 "spec": self._spec(now, True, 0),
             }
-            created = self.kube.create(body)
-            return created is not None
+            self._held = self.kube.create(body)
+            return self._held is not None
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or None
         record = (holder, spec.get("renewTime"))
@@ -102,6 +111,7 @@ class LeaderElector:
             existing_spec["acquireTime"] = spec["acquireTime"]
         lease["spec"] = existing_spec
         updated = self.kube.replace(lease)
+        self._held = updated
         if updated is None:
             return False
         new_spec = updated.get("spec") or {}
@@ -121,6 +131,7 @@ class LeaderElector:
                     "renewTime": _micro_time(time.time()),
                 }
                 self.kube.replace(lease)
+                self._held = None
                 log.info("leader lease released lease=%s/%s", self.cfg.namespace, self.cfg.name)
         except Exception as exc:  # best effort: the lease expires anyway
             log.warning("could not release the leader lease: %s", exc)
