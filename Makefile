@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # interferes with them, and the demo sandbox can stay up while tests run.
 TEST_SANDBOX := QUANTFLEET_SANDBOX_DIR=$(QF_CACHE)/sandbox-test QUANTFLEET_SANDBOX_PORT_BASE=27000
 
-.PHONY: venv test test-unit test-calibration test-e2e lint demo binaries sandbox-up sandbox-down generate clean-cache
+.PHONY: venv test test-unit test-calibration test-e2e lint demo binaries sandbox-up sandbox-down generate clean-cache bench-scale
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -52,6 +52,10 @@ demo: venv binaries
 
 sandbox-up: venv binaries
 	$(PY) -m quantfleet_dev sandbox up
+
+# The fleet benchmark (docs/bench/fleet-scale.md): its own sandbox with 1,000 simulated GPU nodes; ~20 min.
+bench-scale: venv binaries
+	$(PY) bench/fleet_scale.py $(BENCH_ARGS)
 
 sandbox-down: venv
 	$(PY) -m quantfleet_dev sandbox down

@@ -201,6 +201,9 @@ class FakeKube:
         self.calls.append(f"delete {name} uid={uid}")
         return True
 
+    def post_event(self, event: Obj) -> None:
+        self.calls.append(f"event {event['reason']}")
+
 
 def owned(o: Obj, uid: str) -> Obj:
     return {**o, "metadata": {**o["metadata"], "ownerReferences": [{"uid": uid, "controller": True}]}}
@@ -224,6 +227,12 @@ def test_writer_skips_converged_objects_and_refuses_foreign_ones() -> None:
         writer.delete(owned(live_of(desired), "someone-else"), "p1")
     assert writer.delete(owned(live_of(desired), "p1"), "p1")
     assert kube.calls[-1] == "delete d uid=u"  # uid precondition: never a same-named successor
+    cached = Writer(FakeKube(), complete=frozenset({"Deployment"}))  # type: ignore[arg-type]
+    cached.ensure(desired, None, "p1")  # the unfiltered cache would have shown a same-named object: no GET
+    assert cached.kube.calls == ["apply d"]  # type: ignore[attr-defined]
+    writer.event(desired, "Normal", "Hello", "sent in the background", "2026-12-02T00:00:00Z")
+    writer.events.flush()
+    assert kube.calls[-1] == "event Hello"
 
 
 # ---------------------------------------------------------------------------------------------- leader election
@@ -275,3 +284,21 @@ def test_lease_is_held_by_one_and_taken_over_after_expiry_or_release() -> None:
     b.leading.set()
     b.release()
     assert a.try_acquire_or_renew()  # released: no waiting for expiry
+
+
+def test_urgent_keys_jump_the_queue() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    for k in ("a", "b", "c"):
+        q.add(k)
+    q.add("c", urgent=True)  # already queued: moves ahead, once
+    q.add("d", urgent=True)
+    assert [q.get()[0] for _ in range(4)] == ["c", "d", "a", "b"]  # type: ignore[index]
+    for k in "abcd":
+        q.done(k)
+    assert len(q) == 0
+    q.add("x")
+    key = q.get()[0]  # type: ignore[index]
+    q.add("y")
+    q.add("x", urgent=True)  # changed while being reconciled, and urgent: first once its worker is done
+    q.done(key)
+    assert q.get()[0] == "x"  # type: ignore[index]

@@ -80,7 +80,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--resync", type=float, default=600.0, help="seconds between safety-net resyncs of every cached object"
     )
-    p.add_argument("--workers", type=int, default=4, help="objects reconciled at once (one worker per object)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=8,
+        help="objects reconciled at once (one worker per object; reconciles wait on"
+        " the API server far more than they compute)",
+    )
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
     p.add_argument("--health-port", type=int, default=0, help="serve /healthz and /readyz on this port")
     p.add_argument(

@@ -7,7 +7,8 @@ Which kinds, and why each is watched (never polled):
 - ConfigMap: watched namespaces, all (a model's config.json lives in a user's ConfigMap): both kinds.
 - PersistentVolumeClaim: watched namespaces, all (a clash with a user's claim is detected, not overwritten).
 - Job: managed-by=quantfleet. Pod: managed-by=quantfleet + component=calibration (exit code, result manifest).
-- Deployment, Service, PodDisruptionBudget: managed-by=quantfleet: InferenceService.
+- Deployment, Service, PodDisruptionBudget: watched namespaces, all: InferenceService. Objects another manager made
+  are kept as bare metadata: enough for the writer to see that a name is taken (and refuse it) without a GET.
 
 Objects are trimmed on the way in (managedFields always; Nodes to labels, taints, schedulability, Ready and
 allocatable; Pods to their status), so 1,000 Nodes cost about a megabyte.
@@ -74,6 +75,20 @@ def trim_pod(pod: Obj) -> Obj:
     }
 
 
+def trim_foreign(obj: Obj) -> Obj:
+    """Objects the operator did not make: only what proves the name is taken (and by whom)."""
+    obj = strip_managed_fields(obj)
+    meta = obj.get("metadata") or {}
+    if (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY:
+        return obj
+    keep = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences")
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {k: meta[k] for k in keep if k in meta},
+    }
+
+
 def node_view(node: Obj | None) -> Obj | None:
     """A trimmed Node without its resourceVersion: equal views mean no change any pool could notice."""
     if node is None:
@@ -92,16 +107,18 @@ WATCHED: dict[str, tuple[str | None, Callable[[Obj], Obj], bool]] = {
     "PersistentVolumeClaim": (None, strip_managed_fields, False),
     "Job": (MANAGED, strip_managed_fields, False),
     "Pod": (f"{MANAGED},{LABEL_COMPONENT}=calibration", trim_pod, False),
-    "Deployment": (MANAGED, strip_managed_fields, False),
-    "Service": (MANAGED, strip_managed_fields, False),
-    "PodDisruptionBudget": (MANAGED, strip_managed_fields, False),
+    "Deployment": (None, trim_foreign, False),
+    "Service": (None, trim_foreign, False),
+    "PodDisruptionBudget": (None, trim_foreign, False),
 }
+# Kinds cached without a label selector: an object missing from the cache does not exist (as of the last event).
+COMPLETE = frozenset(kind for kind, (selector, _, _) in WATCHED.items() if selector is None)
 
 
 class Cache:
     """Watch caches for every kind in WATCHED, for the given namespaces (None: cluster-wide)."""
 
-    def __init__(self, kube: Kube, namespaces: list[str] | None = None, watch_timeout: int = 300) -> None:
+    def __init__(self, kube: Kube, namespaces: list[str] | None = None, watch_timeout: int = 600) -> None:
         self.namespaces = namespaces or None
         self.stores: dict[str, Store] = {kind: Store(kind) for kind in WATCHED}
         self.informers: list[Informer] = []

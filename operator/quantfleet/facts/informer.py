@@ -35,7 +35,7 @@ class Informer:
         namespace: str | None = None,
         label_selector: str | None = None,
         transform: Callable[[Obj], Obj] | None = None,
-        watch_timeout: int = 300,
+        watch_timeout: int = 600,
     ) -> None:
         self.kube = kube
         self.store = store

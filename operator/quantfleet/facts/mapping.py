@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 Obj = dict[str, Any]
-Enqueue = Callable[[str, str], None]
+# (namespace, name, urgent): urgent for work whose blocker just cleared; it goes ahead of routine passes
+Enqueue = Callable[..., None]
 _META = ("generation", "labels", "annotations", "finalizers", "deletionTimestamp", "uid")
 
 

@@ -2,6 +2,9 @@
 
 - `add(key)`: a key is queued at most once however often it is added; a key added while a worker holds it is
   queued again when that worker calls `done` (one worker per object at a time, and no change is lost).
+- `add(key, urgent=True)`: the key goes ahead of the ordinary ones (or moves ahead, if already queued). For work
+  whose blocker just cleared (a pool became usable, a QuantizedModel became Ready): it must not wait behind a
+  thousand routine passes.
 - `add_after(key, delay)`: a delayed add (requeue-after, backoff); an earlier immediate `add` wins.
 - `add_rate_limited(key)`: exponential backoff per key with jitter (base 0.5 s, doubling, capped at 5 min);
   `forget(key)` resets it after a success.
@@ -24,6 +27,8 @@ K = TypeVar("K", bound=Hashable)
 class WorkQueue(Generic[K]):
     def __init__(self, base_delay: float = 0.5, max_delay: float = 300.0) -> None:
         self._queue: deque[K] = deque()
+        self._urgent: deque[K] = deque()
+        self._urgent_keys: set[K] = set()  # keys in _urgent; their entries in _queue are skipped
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         self._waiting: list[tuple[float, int, K]] = []  # heap of (ready_at, seq, key)
@@ -36,18 +41,32 @@ class WorkQueue(Generic[K]):
         self.max_delay = max_delay
 
     # -- adding ----------------------------------------------------------------------------------
-    def add(self, key: K) -> None:
+    def add(self, key: K, urgent: bool = False) -> None:
         with self._cond:
-            self._add_locked(key)
+            self._add_locked(key, urgent)
 
-    def _add_locked(self, key: K) -> None:
-        if self._shutdown or key in self._dirty:
+    def _add_locked(self, key: K, urgent: bool = False) -> None:
+        if self._shutdown:
+            return
+        if key in self._dirty:
+            if urgent and key not in self._urgent_keys:
+                self._urgent_keys.add(key)
+                if key not in self._processing:
+                    self._urgent.append(key)  # jump ahead; its ordinary entry is skipped when reached
+                    self._cond.notify()
             return
         self._dirty.add(key)
         self._added_at.setdefault(key, time.monotonic())
-        if key not in self._processing:
+        if key in self._processing:
+            if urgent:
+                self._urgent_keys.add(key)  # re-queued ahead when its worker is done
+            return
+        if urgent:
+            self._urgent.append(key)
+            self._urgent_keys.add(key)
+        else:
             self._queue.append(key)
-            self._cond.notify()
+        self._cond.notify()
 
     def add_after(self, key: K, delay: float) -> None:
         if delay <= 0:
@@ -90,19 +109,28 @@ class WorkQueue(Generic[K]):
                 if self._shutdown:
                     return None
                 wait = self._promote_waiting(time.monotonic())
-                if self._queue:
-                    key = self._queue.popleft()
+                key = self._next()
+                if key is not None:
                     self._dirty.discard(key)
                     self._processing.add(key)
                     waited = time.monotonic() - self._added_at.pop(key, time.monotonic())
                     return key, waited
                 self._cond.wait(timeout=wait)
 
+    def _next(self) -> K | None:
+        for lane in (self._urgent, self._queue):
+            while lane:
+                key = lane.popleft()
+                if key in self._dirty and key not in self._processing:
+                    self._urgent_keys.discard(key)
+                    return key  # else: a stale entry (the key was already taken through the other lane)
+        return None
+
     def done(self, key: K) -> None:
         with self._cond:
             self._processing.discard(key)
             if key in self._dirty:
-                self._queue.append(key)
+                (self._urgent if key in self._urgent_keys else self._queue).append(key)
                 self._cond.notify()
 
     def shutdown(self) -> None:
@@ -112,7 +140,7 @@ class WorkQueue(Generic[K]):
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue)
+            return len(self._dirty - self._processing)
 
     def waiting(self) -> int:
         with self._cond:

@@ -8,6 +8,7 @@ the Kopf index or a list call), returns frozen values.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class GpuPool:
 class ClusterGpus:
     pools: tuple[GpuPool, ...]
     problems: tuple[str, ...] = field(default=())
+    # (label, value) -> names of pooled nodes carrying it: explicit pool selectors resolve without a node scan
+    labels: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
     def by_name(self, name: str) -> GpuPool | None:
         return next((p for p in self.pools if p.name == name), None)
@@ -61,11 +64,21 @@ def pool_name(facts: GpuFacts) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", short_name(facts).lower()).strip("-")
 
 
+_GPU_LABEL_PREFIXES = ("nvidia.com/", "amd.com/", "beta.amd.com/")
+
+
+@functools.lru_cache(maxsize=1024)
+def _facts(gpu_labels: tuple[tuple[str, str], ...]) -> GpuFacts | None:
+    return gpu_facts_from_labels(dict(gpu_labels))
+
+
 def gpu_node(node: Mapping[str, Any]) -> GpuNode | None:
-    """A Node object as a GpuNode; None for nodes without GPU labels. Raises LabelError for unusable labels."""
+    """A Node object as a GpuNode; None for nodes without GPU labels. Raises LabelError for unusable labels.
+
+    The facts depend only on the GPU labels, which a pool's nodes share: they are parsed once per distinct set."""
     meta = node.get("metadata", {})
     labels: Mapping[str, str] = meta.get("labels") or {}
-    facts = gpu_facts_from_labels(labels)
+    facts = _facts(tuple(sorted((k, v) for k, v in labels.items() if k.startswith(_GPU_LABEL_PREFIXES))))
     if facts is None:
         return None
     status = node.get("status", {})
@@ -114,6 +127,11 @@ def group_pools(nodes: Iterable[Mapping[str, Any]]) -> ClusterGpus:
             continue
         grouped.setdefault(tuple(sorted(selector.items())), []).append(gnode)
     pools = []
+    index: dict[tuple[str, str], set[str]] = {}
+    for members in grouped.values():
+        for n in members:
+            for item in n.labels.items():
+                index.setdefault(item, set()).add(n.name)
     for key, members in sorted(grouped.items()):
         members.sort(key=lambda n: n.name)
         usable = [n for n in members if n.ready and n.schedulable and n.allocatable_gpus > 0]
@@ -129,13 +147,15 @@ def group_pools(nodes: Iterable[Mapping[str, Any]]) -> ClusterGpus:
                 gpus_per_node=max((n.allocatable_gpus for n in usable), default=0),
             )
         )
-    return ClusterGpus(tuple(pools), tuple(problems))
+    return ClusterGpus(tuple(pools), tuple(problems), {k: frozenset(v) for k, v in index.items()})
 
 
 def pool_for_selector(cluster: ClusterGpus, selector: Mapping[str, str], nodes: Iterable[Mapping[str, Any]]) -> GpuPool:
     """An explicit pool: nodes matching `selector`; they must all carry the same GPU product."""
-    matching = [n for n in nodes if _matches(n, selector)]
-    names = {n.get("metadata", {}).get("name") for n in matching}
+    if cluster.labels and selector:
+        names: set[Any] = set.intersection(*(set(cluster.labels.get(i, frozenset())) for i in selector.items()))
+    else:
+        names = {n.get("metadata", {}).get("name") for n in nodes if _matches(n, selector)}
     pools = [p for p in cluster.pools if names & set(p.nodes)]
     if not pools:
         raise LabelError(f"no GPU node matches nodeSelector {dict(selector)}")

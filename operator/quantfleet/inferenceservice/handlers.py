@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from quantfleet.api.conditions import is_true
 from quantfleet.facts.cache import Cache, node_view
 from quantfleet.facts.mapping import Enqueue, both, changed_beyond_status, ns_key, parent_by_label
 from quantfleet.render.common import LABEL_ISVC
@@ -84,9 +85,9 @@ def setup(cache: Cache, enqueue: Enqueue) -> None:
         cache.add_indexer(kind, BY_LABEL, by_label)
         cache.add_handler(kind, parent_by_label(LABEL_ISVC, enqueue))
 
-    def enqueue_all(objs: list[Obj]) -> None:
+    def enqueue_all(objs: list[Obj], urgent: bool = False) -> None:
         for obj in objs:
-            enqueue(obj["metadata"]["namespace"], obj["metadata"]["name"])
+            enqueue(obj["metadata"]["namespace"], obj["metadata"]["name"], urgent)
 
     def own(old: Obj | None, new: Obj | None) -> None:
         obj = new or old
@@ -102,7 +103,9 @@ def setup(cache: Cache, enqueue: Enqueue) -> None:
                 return
         obj = new or old
         assert obj is not None
-        enqueue_all(cache.by_index(KIND, BY_QM, ns_key(obj["metadata"]["namespace"], obj["metadata"]["name"])))
+        # a model that became Ready (or changed its checkpoint) unblocks its services: they go first
+        urgent = new is not None and is_true((new.get("status") or {}).get("conditions"), "Ready")
+        enqueue_all(cache.by_index(KIND, BY_QM, ns_key(obj["metadata"]["namespace"], obj["metadata"]["name"])), urgent)
 
     def config(old: Obj | None, new: Obj | None) -> None:
         if old is not None and new is not None and old.get("data") == new.get("data"):
@@ -121,8 +124,8 @@ def setup(cache: Cache, enqueue: Enqueue) -> None:
         for key in cache.stores[KIND].index_values(BY_SELECTOR):
             selector = json.loads(key)
             if any(_matches(n, selector) for n in versions):
-                enqueue_all(cache.by_index(KIND, BY_SELECTOR, key))
-        enqueue_all(cache.by_index(KIND, UNPLANNED, "yes"))
+                enqueue_all(cache.by_index(KIND, BY_SELECTOR, key), urgent=True)
+        enqueue_all(cache.by_index(KIND, UNPLANNED, "yes"), urgent=True)
 
     cache.add_handler(KIND, own)
     cache.add_handler("QuantizedModel", qm)

@@ -25,6 +25,7 @@ from quantfleet.render.vllm import endpoint
 Obj = dict[str, Any]
 REPLAN_HINT = "set annotation quantfleet.io/replan to re-plan"
 
+QUIET_REASONS = frozenset({"RollingOut", "WaitingForQuantizedModel"})
 READY_REQUIRES = (
     Requirement("ModelReady"),
     Requirement("Planned"),
@@ -47,7 +48,8 @@ def _finish(isvc: Obj, fields: Obj, conds: list[Cond], now: str, ready_message: 
     )
     events = []
     for cond in changed:
-        failing = cond["type"] == "Ready" and cond["status"] == "False" and cond["reason"] != "RollingOut"
+        # waiting for a rollout or for the model's calibration is normal progress, not worth a Warning
+        failing = cond["type"] == "Ready" and cond["status"] == "False" and cond["reason"] not in QUIET_REASONS
         if failing or (cond["type"] == "Degraded" and cond["status"] == "True"):
             events.append(Event("Warning", cond["reason"], cond.get("message") or cond["reason"]))
         elif cond["type"] == "Ready" and cond["status"] == "True":

@@ -76,9 +76,9 @@ class LeaderElector:
         now = time.time()
         mono = self.monotonic()
         if self._held is not None:  # renewing: one PUT on the copy we wrote; a conflict means re-read
-            lease = self._held
-            lease["spec"] = {**lease["spec"], "renewTime": _micro_time(now)}
-            updated = self.kube.replace(lease)
+            held = self._held
+            held["spec"] = {**held["spec"], "renewTime": _micro_time(now)}
+            updated = self.kube.replace(held)
             self._held = updated
             if updated is not None:
                 self._observed, self._observed_at = (self.identity, updated["spec"].get("renewTime")), mono

@@ -18,6 +18,8 @@ one controller and kept in another:
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -94,11 +96,77 @@ def _same_quantity(a: Any, b: Any) -> bool:
     return qa is not None and qa == qb
 
 
+class EventRecorder:
+    """Posts Events from a thread of its own, as client-go's recorder does: an Event never delays a reconcile.
+
+    Bounded: when the API server falls behind, the oldest unsent Events are dropped (and counted), never the work."""
+
+    def __init__(self, post: Callable[[Obj], None], capacity: int = 2000) -> None:
+        self.post = post
+        self.pending: queue.Queue[Obj] = queue.Queue(capacity)
+        self.dropped = 0
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def record(self, event: Obj) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+                self._thread.start()
+        while True:
+            try:
+                self.pending.put_nowait(event)
+                return
+            except queue.Full:
+                try:
+                    self.pending.get_nowait()
+                    self.pending.task_done()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _run(self) -> None:
+        while True:
+            event = self.pending.get()
+            try:
+                self.post(event)
+            except Exception as exc:
+                meta = event.get("involvedObject") or {}
+                log.warning(
+                    "event not recorded object=%s/%s reason=%s error=%s",
+                    meta.get("namespace"),
+                    meta.get("name"),
+                    event.get("reason"),
+                    exc,
+                )
+            finally:
+                self.pending.task_done()
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) until the Events recorded so far were sent: shutdown, tests."""
+        done = threading.Event()
+
+        def wait() -> None:
+            self.pending.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        done.wait(timeout)
+
+
 class Writer:
-    def __init__(self, kube: Kube, observe: Callable[[Obj], None] | None = None, component: str = "quantfleet"):
+    def __init__(
+        self,
+        kube: Kube,
+        observe: Callable[[Obj], None] | None = None,
+        component: str = "quantfleet",
+        complete: frozenset[str] = frozenset(),
+    ):
         self.kube = kube
         self.observe = observe or (lambda _obj: None)
         self.component = component
+        self.complete = complete  # kinds whose cache holds every object: missing there means missing
+        self.events = EventRecorder(kube.post_event)
 
     def _seen(self, obj: Obj | None) -> Obj | None:
         if obj is not None:
@@ -108,10 +176,10 @@ class Writer:
     def ensure(self, desired: Obj, live: Obj | None, owner_uid: str | None) -> Obj | None:
         """Server-side apply `desired` if it drifted from `live`; returns the new object, or None (no write).
 
-        `live` comes from a label-filtered cache, which cannot see a same-named object someone else made: before
-        the first apply of a name the writer reads it once (creation only, never at steady state)."""
+        For a kind cached through a label selector, `live` cannot show a same-named object someone else made: before
+        the first apply of such a name the writer reads it once (creation only, never at steady state)."""
         meta = desired["metadata"]
-        if live is None:
+        if live is None and desired["kind"] not in self.complete:
             live = self.kube.get(desired["kind"], meta["name"], meta.get("namespace"))
         if live is not None and owner_uid is not None and not controlled_by(live, owner_uid):
             raise NotOwned(
@@ -199,7 +267,7 @@ class Writer:
             self.event(parent, ev.type, ev.reason, ev.message, now)
 
     def event(self, obj: Mapping[str, Any], etype: str, reason: str, message: str, now: str) -> None:
-        """A core/v1 Event about `obj` (best effort: an Event that cannot be written never fails a reconcile)."""
+        """A core/v1 Event about `obj`, sent in the background (best effort: it never fails or delays a reconcile)."""
         meta = obj.get("metadata", {})
         ns = meta.get("namespace") or "default"
         event = {
@@ -222,7 +290,4 @@ class Writer:
             "count": 1,
             "reportingComponent": self.component,
         }
-        try:
-            self.kube.post_event(event)
-        except Exception as exc:
-            log.warning("event not recorded object=%s/%s reason=%s error=%s", ns, meta.get("name"), reason, exc)
+        self.events.record(event)

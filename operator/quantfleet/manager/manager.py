@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from quantfleet.facts.cache import WATCHED, Cache
+from quantfleet.facts.cache import COMPLETE, WATCHED, Cache
 from quantfleet.facts.queue import WorkQueue
 from quantfleet.kube.client import Kube, load_client_config
 from quantfleet.kube.lease import LeaderElector, LeaseConfig
@@ -32,7 +32,7 @@ from quantfleet.manager import metrics
 
 log = logging.getLogger("quantfleet.manager")
 Key = tuple[str, str, str]  # (kind, namespace, name)
-Enqueue = Callable[[str, str], None]  # (namespace, name) of the controller's own kind
+Enqueue = Callable[..., None]  # (namespace, name, urgent=False) of the controller's own kind
 
 
 class Controller(Protocol):
@@ -48,12 +48,12 @@ class Controller(Protocol):
 @dataclass
 class Options:
     namespaces: list[str] | None = None
-    workers: int = 4
+    workers: int = 8
     resync_seconds: float = 600.0
     leader_election: bool = True
     lease: LeaseConfig | None = None
     identity: str = ""
-    watch_timeout: int = 300
+    watch_timeout: int = 600  # seconds; each watch is re-opened after 1-1.25 x this (a read, at rest)
 
 
 def default_identity() -> str:
@@ -73,7 +73,7 @@ class Manager:
         watches = len(WATCHED) * len(options.namespaces or [None])
         self.cache = Cache(Kube(cfg, watches + 2, metrics.count_request), options.namespaces, options.watch_timeout)
         self.writer_client = Kube(cfg, options.workers + 4, metrics.count_request)
-        self.writer = Writer(self.writer_client, observe=self.cache.observe)
+        self.writer = Writer(self.writer_client, observe=self.cache.observe, complete=COMPLETE)
         self.queue: WorkQueue[Key] = WorkQueue()
         self.controllers = {c.kind: c for c in controllers(self.cache, self.writer)}
         for kind, controller in self.controllers.items():
@@ -87,8 +87,8 @@ class Manager:
         self.elector = LeaderElector(self.writer_client, lease, options.identity or default_identity())
 
     def _enqueuer(self, kind: str) -> Enqueue:
-        def enqueue(namespace: str, name: str) -> None:
-            self.queue.add((kind, namespace, name))
+        def enqueue(namespace: str, name: str, urgent: bool = False) -> None:
+            self.queue.add((kind, namespace, name), urgent)
 
         return enqueue
 
@@ -161,6 +161,7 @@ class Manager:
             self._start_leading()
         self.stop.wait()
         self.queue.shutdown()
+        self.writer.events.flush(2.0)
         if self.options.leader_election:
             self.elector.release()
         return self.exit_code

@@ -67,7 +67,7 @@ def setup(cache: Cache, enqueue: Enqueue) -> None:
     def node(old: Obj | None, new: Obj | None) -> None:
         if node_view(old) != node_view(new):
             for qm in cache.by_index(KIND, WAITING, "yes"):
-                enqueue(qm["metadata"]["namespace"], qm["metadata"]["name"])
+                enqueue(qm["metadata"]["namespace"], qm["metadata"]["name"], urgent=True)
 
     cache.add_handler(KIND, own)
     cache.add_handler("ConfigMap", configmap)
