@@ -94,6 +94,9 @@ def api(layout: cluster.Layout, user: str = "admin") -> Any:
     return client.ApiClient(cfg)
 
 
+RUNNING: list[Any] = []  # operators this run started: stopped whatever happens
+
+
 class Operator:
     """`quantfleet run` as a subprocess with the operator's own identity and a metrics port."""
 
@@ -118,6 +121,7 @@ class Operator:
         with self.log_path.open("wb") as fh:
             self.proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.started = time.time()
+        RUNNING.append(self)
 
     def metrics(self) -> dict[str, float]:
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read().decode()
@@ -576,4 +580,8 @@ def _s(v: float | None) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        for operator in RUNNING:
+            operator.stop()
