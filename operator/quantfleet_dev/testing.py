@@ -122,12 +122,14 @@ def operator_process(
     log_path: Path | None = None,
     startup_grace: float = 3.0,
     stop_timeout: float = 15.0,
+    allow_exit: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `python -m quantfleet.cli run [--namespace NS]` for the duration of the block.
 
     Output goes to `log_path` (default: <sandbox state>/logs/operator-<ns>.log) and is echoed to stderr
     when the block raises. An exit during the first `startup_grace` seconds or during the block is an
-    AssertionError. On exit the process group gets SIGTERM, then SIGKILL after `stop_timeout`.
+    AssertionError (unless `allow_exit`: fault tests kill it on purpose). On exit the process group gets SIGTERM,
+    then SIGKILL after `stop_timeout`.
     """
     layout = cluster.Layout.load()
     log_path = log_path or layout.logfile(f"operator-{namespace or 'all'}")
@@ -153,7 +155,7 @@ def operator_process(
         if proc.poll() is not None:
             raise AssertionError(f"operator exited with {proc.returncode} at start-up:\n{_log_tail(log_path, 4000)}")
         yield proc
-        if proc.poll() is not None:
+        if proc.poll() is not None and not allow_exit:
             raise AssertionError(
                 f"operator exited with {proc.returncode} during the test:\n{_log_tail(log_path, 4000)}"
             )
@@ -168,3 +170,28 @@ def operator_process(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
+
+
+def gpu_node(
+    name: str,
+    key: str | None,
+    gpus: int = 8,
+    *,
+    ready: bool = True,
+    cordoned: bool = False,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Node as the watch cache holds it: `key` is a GPU table key (H100-SXM, B200, MI300X) whose real
+    GPU Feature Discovery / AMD labeller labels it gets; None gives a CPU-only node."""
+    from quantfleet.hardware import node_labels_for
+
+    lab = dict(labels if labels is not None else (node_labels_for(key, gpus) if key else {}))
+    resource = "amd.com/gpu" if any(k.startswith("amd.com/") for k in lab) else "nvidia.com/gpu"
+    alloc = {"cpu": "64", resource: str(gpus)} if key or labels else {"cpu": "64"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": lab},
+        "spec": {"unschedulable": cordoned},
+        "status": {"allocatable": alloc, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
