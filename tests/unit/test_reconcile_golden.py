@@ -51,7 +51,9 @@ def nodes_from(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def configmaps_from(spec: dict[str, str]) -> dict[str, Any]:
     """{ConfigMap name: fixture model dir} -> ConfigMaps holding that config.json."""
-    return {name: {"data": {"config.json": (MODELS / model / "config.json").read_text()}} for name, model in spec.items()}
+    return {
+        name: {"data": {"config.json": (MODELS / model / "config.json").read_text()}} for name, model in spec.items()
+    }
 
 
 def seconds(ts: str) -> float:
@@ -124,9 +126,7 @@ def test_golden(case: str) -> None:
 def served(obj: dict[str, Any]) -> dict[str, Any]:
     """What the API server hands back after applying `obj` and the cluster running it: defaults and status added."""
     live = json.loads(json.dumps(obj))
-    live["metadata"].update(
-        {"uid": "child-uid", "resourceVersion": "7", "generation": 1, "creationTimestamp": NOW}
-    )
+    live["metadata"].update({"uid": "child-uid", "resourceVersion": "7", "generation": 1, "creationTimestamp": NOW})
     live["metadata"].setdefault("annotations", {})[APPLIED_HASH] = applied_hash(obj)
     if obj["kind"] == "Deployment":
         live["spec"]["progressDeadlineSeconds"] = 600  # a server default the operator never set
