@@ -1,6 +1,6 @@
 """Capacity planner: parameters, weight bytes per format, KV bytes per token, and vLLM's memory budget.
 
-Why it exists: the precision decision is mostly a memory decision (BRIEF §6: FP8 halves the
+Why it exists: the precision decision is mostly a memory decision (FP8 halves the
 weights, so roughly doubles the KV cache). This module turns a `ModelArch` plus a GPU's memory into
 the numbers vLLM prints at startup (`Available KV cache memory`, `GPU KV cache size: N tokens`,
 `Maximum concurrency for L tokens per request`), close enough to choose a precision, a KV dtype and
@@ -13,7 +13,8 @@ Parameters (per layer unless noted; h = hidden, i = dense intermediate, m = expe
   norms 2*h per layer + h (+ q/k norms for Qwen3). Active-per-token counts only top-k experts and
   includes embeddings and lm_head, the way model cards count it (Qwen3-30B-A3B: 3.3B active).
 
-Weight bytes. Embeddings, lm_head, routers/gates and norms always stay BF16 (BRIEF §4-5). The
+Weight bytes. Embeddings, lm_head, routers/gates and norms always stay BF16 (routers: quantization noise flips
+routing decisions, docs/calibration.md). The
 native 4-bit formats (nvfp4, mxfp4) on MoE models are MLP-only by default: attention stays BF16,
 as ModelOpt's NVFP4_MLP_ONLY_CFG and gpt-oss MXFP4 checkpoints do. Scales:
   fp8        1 byte/element + one FP32 scale per output channel (per-tensor is smaller still)
@@ -28,7 +29,7 @@ kv_heads < TP each GPU keeps a replica of one head, so per-GPU bytes stop shrink
 are replicated on every GPU). A sliding-window layer holds at most window - 1 + T tokens per
 sequence (T = max_num_batched_tokens in flight; vLLM 0.33 `SlidingWindowSpec`), so a sequence of
 c tokens costs per_layer * (full_layers * c + sliding_layers * min(c, window - 1 + T)).
-`kv_bytes_per_token` is the BRIEF §2 full-attention figure (every KV layer, TP=1);
+`kv_bytes_per_token` is the full-attention figure 2 x layers x kv_heads x head_dim x bytes (every KV layer, TP=1);
 `sliding_cap_bytes` is the most the sliding layers hold for one sequence (TP=1).
 
 vLLM memory accounting (0.33, v1 engine), per GPU:
@@ -252,7 +253,8 @@ def count_parameters(arch: ModelArch) -> ParamCount:
 
 
 def default_quantize_attention(arch: ModelArch, fmt: WeightFormat) -> bool:
-    """MLP-only for native 4-bit formats on MoE models (BRIEF §4); every other case quantizes attention."""
+    """MLP-only for native 4-bit formats on MoE models (the MoE recipe planning.tools picks); every other case
+    quantizes attention."""
     return not (arch.is_moe and fmt in _MLP_ONLY_BY_DEFAULT)
 
 
@@ -450,7 +452,7 @@ def kv_bytes_per_token_per_layer(arch: ModelArch, kv_dtype: str, tensor_parallel
 
 
 def kv_bytes_per_token(arch: ModelArch, kv_dtype: str) -> int:
-    """BRIEF §2: 2 x layers x kv_heads x head_dim x bytes, every attention layer as if full (TP=1)."""
+    """2 (K, V) x layers x kv_heads x head_dim x bytes, every attention layer as if full (TP=1)."""
     full, sliding = kv_layers(arch)
     return (full + sliding) * kv_bytes_per_token_per_layer(arch, kv_dtype)
 
