@@ -97,10 +97,7 @@ def _config(facts: ServiceFacts, name: str, key: str) -> tuple[ModelArch, Checkp
         raise Blocked("SpecInvalid", f"ConfigMap {name}/{key} is not a usable config.json: {exc}") from exc
     if hf_quant is not None and not isinstance(hf_quant, dict):
         raise Blocked("SpecInvalid", f"ConfigMap {name}/{HF_QUANT_CONFIG} is not a JSON object")
-    try:
-        return arch, parse_checkpoint_quant(cfg, hf_quant)
-    except UnsupportedCheckpoint as exc:
-        raise Blocked("CannotHonour", f"ConfigMap {name}: {exc}") from exc
+    return arch, parse_checkpoint_quant(cfg, hf_quant)  # UnsupportedCheckpoint: the caller names the model
 
 
 def config_ref(spec: InferenceServiceSpec, qm: Obj | None) -> tuple[str, str] | None:
@@ -117,7 +114,10 @@ def resolve_model(name: str, spec: InferenceServiceSpec, facts: ServiceFacts) ->
     creds = model.credentials_secret.name if model.credentials_secret else None
     if model.quantized_model_ref is None:
         assert model.uri is not None and model.config_ref is not None  # CEL guarantees both
-        arch, quant = _config(facts, model.config_ref.name, model.config_ref.key)
+        try:
+            arch, quant = _config(facts, model.config_ref.name, model.config_ref.key)
+        except UnsupportedCheckpoint as exc:
+            raise Blocked("CannotHonour", f"model {model.uri}: {exc}") from exc
         if quant is None:  # a base model: precision is decided per pool
             return ResolvedModel(arch, model.uri, None, served, creds)
         # a pre-quantized checkpoint: served in its own format, never re-quantized
@@ -144,7 +144,10 @@ def resolve_model(name: str, spec: InferenceServiceSpec, facts: ServiceFacts) ->
             f"neither spec.model.configRef nor QuantizedModel {qm_name}"
             " .spec.source.modelConfigRef names a config.json to plan capacity with",
         )
-    arch, _ = _config(facts, *ref)
+    try:
+        arch, _ = _config(facts, *ref)
+    except UnsupportedCheckpoint as exc:  # the base model's own config names a method vLLM cannot load
+        raise Blocked("CannotHonour", f"QuantizedModel {qm_name} source config: {exc}") from exc
     extra = tuple(((qspec.get("moe") or {}).get("extraIgnore")) or ())
     try:
         checkpoint = Checkpoint.calibrated(
