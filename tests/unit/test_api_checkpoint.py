@@ -21,6 +21,7 @@ from quantfleet.api.checkpoint import (
 )
 from quantfleet.api.recipe import SCHEMES
 from quantfleet.api.schemes import SCHEME_FORMATS
+from quantfleet.api.vllm_flags import DETECTED_QUANTIZATION_METHODS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
@@ -90,6 +91,8 @@ def test_published_fixture(model: str) -> None:
     assert (q.ignore_match, len(q.ignore), q.source) == (match, n_ignore, source)
     assert (None if q.kv_cache is None else (q.kv_cache.dtype, q.kv_cache.vllm_default)) == kv
     assert q.label == f"{scheme}/{method}" and q.label in q.describe()
+    # the contract test checks every detected method against vLLM's own list
+    assert q.vllm_method in DETECTED_QUANTIZATION_METHODS
 
 
 @pytest.mark.parametrize("model", ["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b", "qwen3-30b-a3b", "trinity-mini"])
@@ -209,6 +212,7 @@ def _ct(group: dict[str, Any], **top: Any) -> dict[str, Any]:
 def test_accepted_variants(config: dict[str, Any], scheme: str, precision: str) -> None:
     q = parse_checkpoint_quant(config)
     assert q is not None and q.scheme == scheme and q.precision == precision
+    assert q.vllm_method in DETECTED_QUANTIZATION_METHODS
 
 
 def test_compressed_tensors_kv_cache_scheme_turns_fp8_kv_on() -> None:

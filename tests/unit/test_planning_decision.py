@@ -1,4 +1,4 @@
-"""decide() and plan_all(): one row per decision branch (BRIEF §6), every GPU row of the table, and a property test
+"""decide() and plan_all(): one row per decision branch (docs/gpu-formats.md), every GPU row of the table, and a property test
 that any node label set yields a Decision or a clear error."""
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def test_every_gpu_row_gets_a_decision_it_can_run(spec: Any) -> None:
     assert level != "no"
     assert d.native == (level == "native")
     fp8_native = gpu.fp8_w8a8 == "native"
-    assert d.precision == ("fp8" if fp8_native else "bf16"), d.reason  # BRIEF §6: FP8 where it is native
+    assert d.precision == ("fp8" if fp8_native else "bf16"), d.reason  # FP8 where it is native
     assert spec.key in d.reason
 
 
