@@ -1,5 +1,5 @@
-"""decide() and plan_all(): one row per decision branch (docs/gpu-formats.md), every GPU row of the table, and a property test
-that any node label set yields a Decision or a clear error."""
+"""decide() and plan_all(): one row per decision branch (docs/gpu-formats.md), every GPU row of the table, and a
+property test that any node label set yields a Decision or a clear error."""
 
 from __future__ import annotations
 

@@ -423,7 +423,8 @@ def _decide_explicit(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, preci
         if precision in NEEDS_CHECKPOINT:
             raise PlanError(
                 f"{precision} requested but no Ready {precision} checkpoint is available: 4-bit and FP8-block "
-                f"weights need a calibrated checkpoint (create a QuantizedModel), vLLM cannot make them on the fly",
+                "weights need a calibrated checkpoint (create a QuantizedModel) or a pre-quantized one in that format "
+                "as model.uri; vLLM cannot make them on the fly",
                 kind="needs-checkpoint",
                 precision=precision,
             )
