@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quantfleet.api.checkpoint import (
     CheckpointQuant,
@@ -277,6 +279,12 @@ def test_gptq_dynamic_exclusions_become_ignore_patterns() -> None:
         ({"quant_method": "fp8"}, "fp8", "activation_scheme must be static or dynamic"),
         ({"quant_method": "modelopt", "quant_algo": "MXFP4"}, "modelopt", "covers only"),
         ({"quant_method": "modelopt", "quant_algo": "MIXED_PRECISION"}, "modelopt", "not planned by quantfleet"),
+        ({**_ct({"weights": _w(8, "float", "tensor"), "input_activations": _w(8, "float", "tensor")}),
+          "ignore": ["re:model.(layers"]}, "compressed-tensors", "not a valid regular expression"),
+        ({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"num_bits": "eight"}}}},
+         "compressed-tensors", "num_bits must be an integer"),
+        ({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"block_structure": [1]}}}},
+         "compressed-tensors", "block_structure must be two integers"),
         ({"quant_method": "quark", "export": {}, "global_quant_config": {"weight": {"dtype": "int8"},
                                                                          "input_tensors": {"dtype": "int8"}}},
          "quark", "Quark int8 weights"),
@@ -330,3 +338,36 @@ def test_from_calibration(scheme: Any, fmt: Any) -> None:
     assert q.weight_only is SCHEME_FORMATS[scheme].weight_only
     assert q.kv_cache is not None and q.kv_cache.vllm_default
     assert not q.quantizes("model.layers.0.mlp.gate") and q.quantizes("model.layers.0.mlp.experts.3.up_proj")
+
+
+# --- any quantization_config: a description, None, or UnsupportedCheckpoint; never another exception --------------
+
+_KEYS = [
+    *("quant_method", "config_groups", "weights", "input_activations", "num_bits", "type", "strategy"),
+    *("group_size", "block_structure", "ignore", "activation_scheme", "weight_block_size", "quant_algo", "bits"),
+    *("desc_act", "sym", "zero_point", "kv_cache_scheme", "quantization", "producer", "exclude_modules", "targets"),
+    "dynamic",
+]
+_WORDS = [
+    *("compressed-tensors", "fp8", "modelopt", "gptq", "awq", "mxfp4", "quark", "float", "int", "group", "block"),
+    *("tensor", "FP8", "NVFP4", "dynamic", "static", "re:(", "lm_head"),
+]
+_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-2, 256), st.sampled_from(_WORDS))
+_JSON = st.recursive(
+    _LEAF,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=5)),
+    max_leaves=20,
+)
+_OBJ = st.dictionaries(st.sampled_from(_KEYS), _JSON, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(qc=_OBJ, hq=st.one_of(st.none(), _OBJ))
+def test_any_config_parses_or_is_refused_by_name(qc: dict[str, Any], hq: dict[str, Any] | None) -> None:
+    try:
+        q = parse_checkpoint_quant({"model_type": "llama", "quantization_config": qc}, hq)
+    except UnsupportedCheckpoint as exc:
+        assert exc.method and exc.reason
+        return
+    assert q is not None and q.label and q.describe()
+    q.quantizes("model.layers.0.self_attn.q_proj")

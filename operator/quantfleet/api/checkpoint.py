@@ -240,7 +240,18 @@ def parse_checkpoint_quant(
     if parser is None:
         raise UnsupportedCheckpoint(method, _unknown_method_reason(method))
     model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else ""
-    quant = parser(raw, str(model_type))
+    try:
+        quant = parser(raw, str(model_type))
+    except UnsupportedCheckpoint:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # user data: a condition, never a traceback loop
+        raise UnsupportedCheckpoint(method, f"malformed quantization_config ({type(exc).__name__}: {exc})") from exc
+    for pattern in (*quant.ignore, *quant.targets):
+        if pattern.startswith("re:") and quant.ignore_match == "regex":
+            try:
+                re.compile(pattern[3:])
+            except re.error as exc:
+                raise UnsupportedCheckpoint(method, f"{pattern!r} is not a valid regular expression: {exc}") from exc
     if source == "hf_quant_config.json":
         quant = replace(quant, source=source)
     return quant
@@ -515,7 +526,6 @@ def _parse_fp8(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
         raw.get("modules_to_not_convert"), "modules_to_not_convert", m
     )
     block = raw.get("weight_block_size")
-    notes: list[str] = []
     kv: KvCacheQuant | None = None
     if raw.get("kv_cache_scheme") is not None:
         kv = KvCacheQuant(
@@ -542,7 +552,6 @@ def _parse_fp8(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
             ignore=ignore,
             ignore_match="exact",
             kv_cache=kv,
-            notes=tuple(notes),
         )
     return CheckpointQuant(
         method=m,
@@ -553,7 +562,6 @@ def _parse_fp8(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
         ignore=ignore,
         ignore_match="exact",
         kv_cache=kv,
-        notes=tuple(notes),
     )
 
 
