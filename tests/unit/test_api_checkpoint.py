@@ -24,6 +24,8 @@ from quantfleet.api.checkpoint import (
 from quantfleet.api.recipe import SCHEMES
 from quantfleet.api.schemes import SCHEME_FORMATS
 from quantfleet.api.vllm_flags import DETECTED_QUANTIZATION_METHODS
+from quantfleet.planning.capacity import checkpoint_weight_bytes, weight_bytes
+from quantfleet.planning.model import parse_model_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
@@ -284,7 +286,9 @@ def test_gptq_dynamic_exclusions_become_ignore_patterns() -> None:
         ({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"num_bits": "eight"}}}},
          "compressed-tensors", "num_bits must be an integer"),
         ({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"block_structure": [1]}}}},
-         "compressed-tensors", "block_structure must be two integers"),
+         "compressed-tensors", "block_structure must be two positive integers"),
+        ({"quant_method": "gptq", "bits": 4, "group_size": 0, "desc_act": False, "sym": True}, "gptq",
+         "group_size must be a positive integer or -1"),
         ({"quant_method": "quark", "export": {}, "global_quant_config": {"weight": {"dtype": "int8"},
                                                                          "input_tensors": {"dtype": "int8"}}},
          "quark", "Quark int8 weights"),
@@ -371,3 +375,5 @@ def test_any_config_parses_or_is_refused_by_name(qc: dict[str, Any], hq: dict[st
         return
     assert q is not None and q.label and q.describe()
     q.quantizes("model.layers.0.self_attn.q_proj")
+    arch = parse_model_config(json.loads((FIXTURES / "llama-3.1-8b" / "config.json").read_text()))
+    assert 0 < checkpoint_weight_bytes(arch, q).total <= weight_bytes(arch, "bf16").total

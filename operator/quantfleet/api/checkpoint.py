@@ -341,6 +341,19 @@ def _int(raw: Mapping[str, Any], key: str, method: str, *, default: int | None =
     return value
 
 
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _group(value: Any, where: str, method: str) -> int | None:
+    """A group size: a positive integer, or None / -1 (no groups: per channel)."""
+    if value is None or value == -1:
+        return None
+    if not _positive(value):
+        raise UnsupportedCheckpoint(method, f"{where} must be a positive integer or -1, got {value!r}")
+    return int(value)
+
+
 def _bool(raw: Mapping[str, Any], key: str, method: str, *, default: bool | None = None) -> bool:
     value = raw.get(key, default)
     if not isinstance(value, bool):
@@ -376,16 +389,16 @@ def _ct_args(raw: Any, where: str) -> TensorQuant | None:
     block = raw.get("block_structure")
     block_t = None
     if block is not None:
-        if not (isinstance(block, Sequence) and len(block) == 2 and all(isinstance(b, int) for b in block)):
-            raise UnsupportedCheckpoint(m, f"{where}.block_structure must be two integers, got {block!r}")
+        if not (isinstance(block, Sequence) and len(block) == 2 and all(_positive(b) for b in block)):
+            raise UnsupportedCheckpoint(m, f"{where}.block_structure must be two positive integers, got {block!r}")
         block_t = (int(block[0]), int(block[1]))
-    group = raw.get("group_size")
+    group = _group(raw.get("group_size"), f"{where}.group_size", m)
     dynamic = raw.get("dynamic", False)
     return TensorQuant(
         type="float" if typ == "float" else "int",
         bits=_int(raw, "num_bits", m, default=8),
         strategy=strategy,
-        group_size=group if isinstance(group, int) and not isinstance(group, bool) else None,
+        group_size=group,
         block=block_t,
         symmetric=bool(raw.get("symmetric", True)),
         dynamic=dynamic is not False,  # NVFP4 activations say "local": dynamic per group
@@ -536,8 +549,8 @@ def _parse_fp8(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
             "k/v scales are loaded when --kv-cache-dtype is FP8)",
         )
     if block is not None:
-        if not (isinstance(block, Sequence) and len(block) == 2 and all(isinstance(b, int) for b in block)):
-            raise UnsupportedCheckpoint(m, f"weight_block_size must be two integers, got {block!r}")
+        if not (isinstance(block, Sequence) and len(block) == 2 and all(_positive(b) for b in block)):
+            raise UnsupportedCheckpoint(m, f"weight_block_size must be two positive integers, got {block!r}")
         if not dynamic:
             raise UnsupportedCheckpoint(
                 m, "block-wise FP8 needs activation_scheme dynamic (vLLM 0.33.0 refuses static with weight_block_size)"
@@ -613,7 +626,7 @@ def _parse_modelopt(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
     if algo not in _MODELOPT_PLANNED:
         raise UnsupportedCheckpoint(m, f"quant_algo {algo} is not planned by quantfleet")
     group = body.get("group_size")
-    group_size = int(group) if isinstance(group, int | str) and str(group).isdigit() else None
+    group_size = int(group) if isinstance(group, int | str) and str(group).isdigit() and int(group) > 0 else None
     vllm_method = "modelopt_fp4" if "FP4" in algo else "modelopt"
     weights: TensorQuant
     acts: TensorQuant | None
@@ -672,6 +685,7 @@ def _parse_gptq(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
     m = "gptq"
     bits = _int(raw, "bits", m)
     group = _int(raw, "group_size", m)
+    _group(group, "group_size", m)
     desc_act = _bool(raw, "desc_act", m)
     sym = _bool(raw, "sym", m)
     if (bits, sym) not in ((4, True), (8, True)):
@@ -720,6 +734,7 @@ def _parse_awq(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
             f"{bits} bits.'",
         )
     group = _int(raw, "q_group_size" if "q_group_size" in raw else "group_size", m)
+    _group(group, "group_size", m)
     zero_point = _bool(raw, "zero_point", m)
     return CheckpointQuant(
         method=m,
