@@ -252,3 +252,28 @@ def test_modelopt_int4_awq_calibration_cannot_be_served() -> None:
     assert info.value.kind == "unsupported" and "no INT4-AWQ or MXFP4 algo" in info.value.reason
     with pytest.raises(UnsupportedCheckpoint):
         from_calibration("mxfp4", "modelopt")
+
+
+def test_render_cli_reads_hf_quant_config_beside_config_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from quantfleet.cli import main
+
+    (tmp_path / "isvc.yaml").write_text(
+        "apiVersion: quantfleet.io/v1alpha1\nkind: InferenceService\nmetadata: {name: q}\n"
+        "spec: {model: {uri: 'hf://nvidia/Qwen3-30B-A3B-NVFP4', configRef: {name: c}}, maxModelLen: 8192}\n"
+    )
+    (tmp_path / "nodes.yaml").write_text(json.dumps(gpu_node("b200-0", "B200", 8)))
+    rc = main(
+        [
+            "render",
+            "-f",
+            str(tmp_path / "isvc.yaml"),
+            "--model-config",
+            str(FIXTURES / "nvidia--qwen3-30b-a3b-nvfp4" / "config.json"),
+            "--nodes",
+            str(tmp_path / "nodes.yaml"),
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert rc == 0 and "checkpoint nvfp4/modelopt" in err and "--quantization" not in out
