@@ -6,7 +6,20 @@ import time
 from typing import Any
 
 import pytest
-from qf import apply, cond, events, get, isvc, merge_patch, model_config, node_labels, qm, running_operator, wait_cond
+from qf import (
+    MODELS,
+    apply,
+    cond,
+    events,
+    get,
+    isvc,
+    merge_patch,
+    model_config,
+    node_labels,
+    qm,
+    running_operator,
+    wait_cond,
+)
 
 from quantfleet_dev.testing import Sandbox, wait_for
 
@@ -72,7 +85,7 @@ def test_h100_serves_fp8_on_the_fly_and_pods_land_on_h100(sandbox: Sandbox, name
     assert ready_pods_on(sandbox, namespace, d["deployment"], "nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3")
     assert obj["status"]["readyReplicas"] == 2 and obj["status"]["endpoint"].endswith(":8000/v1")
     out = sandbox.kubectl("get", "qisvc", "-n", namespace).stdout
-    assert out.splitlines()[0].split()[:5] == ["NAME", "READY", "PRECISION", "KV", "POOLS"], out
+    assert out.splitlines()[0].split()[:6] == ["NAME", "READY", "PRECISION", "CHECKPOINT", "KV", "POOLS"], out
     assert "fp8" in out and "True" in out
     svc = sandbox.core.read_namespaced_service("l-h100", namespace)
     assert svc.spec.ports[0].port == 8000
@@ -261,6 +274,132 @@ def test_waits_for_its_quantized_model(sandbox: Sandbox, namespace: str, op: Any
     assert cond(obj, "ModelReady")["status"] == "True"
 
 
+# --- pre-quantized checkpoints (docs/checkpoint-formats.md) -------------------------------------------------------
+
+CT_FP8 = "nm-testing--meta-llama-3-8b-instruct-fp8-dynamic-ia-per-tensor-weight-testing"
+MODELOPT_NVFP4 = "nvidia--qwen3-30b-a3b-nvfp4"
+
+
+def checkpoint_config(sb: Sandbox, ns: str, model: str) -> str:
+    """A ConfigMap with a published checkpoint's config.json, plus hf_quant_config.json when it has one (ModelOpt)."""
+    name = f"{model.split('--')[-1][:40]}-config"
+    data = {"config.json": (MODELS / model / "config.json").read_text()}
+    hf_quant = MODELS / model / "hf_quant_config.json"
+    if hf_quant.is_file():
+        data["hf_quant_config.json"] = hf_quant.read_text()
+    sb.core.create_namespaced_config_map(ns, {"metadata": {"name": name}, "data": data})
+    return name
+
+
+def assert_no_quantization_flag(sb: Sandbox, ns: str, obj: dict[str, Any]) -> None:
+    for d in obj["status"]["decisions"]:
+        assert "quantization" not in d, d
+        assert not any(a.startswith("--quantization") for a in deployment_args(sb, ns, d["deployment"])), d
+
+
+def test_prequantized_fp8_checkpoint_across_h100_a10g_b200_mi300x(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    """A compressed-tensors FP8 checkpoint served as it is on four GPU families, each pool with its own kernel."""
+    config = checkpoint_config(sandbox, namespace, CT_FP8)
+    pools = {"h100": H100, "a10g": A10G, "b200": B200, "mi300x": MI300X}
+    apply(
+        sandbox,
+        namespace,
+        isvc(
+            "ct-fp8",
+            model={"uri": "hf://nm-testing/Meta-Llama-3-8B-Instruct-FP8-Dynamic-IA", "configRef": {"name": config}},
+            maxModelLen=8192,
+            pools=[{"name": n, "nodeSelector": sel} for n, sel in pools.items()],
+        ),
+    )
+    obj = wait_cond(sandbox, namespace, PLURAL, "ct-fp8", "Ready", "True", timeout=180)
+    by_pool = {p: decision(obj, p) for p in pools}
+    for d in by_pool.values():
+        assert d["checkpointFormat"] == "fp8-w8a8/compressed-tensors" and d["precision"] == "fp8", d
+        assert d["weightsGib"] == "8.5", d  # FP8 weights, not the 15 GiB of a BF16 plan
+    assert by_pool["h100"]["native"] is True and by_pool["h100"]["compute"] == "fp8 W8A8 via CUTLASS"
+    assert by_pool["a10g"]["native"] is False and "Marlin" in by_pool["a10g"]["compute"]
+    assert "not native" in by_pool["a10g"]["reason"]
+    assert by_pool["b200"]["native"] is True and "FlashInfer" in by_pool["b200"]["compute"]
+    assert by_pool["mi300x"]["native"] is True and "FNUZ" in by_pool["mi300x"]["compute"]
+    assert by_pool["mi300x"]["gpuResource"] == "amd.com/gpu"
+    assert_no_quantization_flag(sandbox, namespace, obj)
+    for pool, (label, value) in {
+        "h100": ("nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
+        "a10g": ("nvidia.com/gpu.product", "NVIDIA-A10G"),
+        "b200": ("nvidia.com/gpu.product", "NVIDIA-B200"),
+        "mi300x": ("amd.com/gpu.product-name", MI300X["amd.com/gpu.product-name"]),
+    }.items():
+        assert ready_pods_on(sandbox, namespace, by_pool[pool]["deployment"], label, value), pool
+    out = sandbox.kubectl("get", "qisvc", "ct-fp8", "-n", namespace).stdout
+    assert "fp8-w8a8/compressed-tensors" in out, out
+    wide = sandbox.kubectl("get", "qisvc", "ct-fp8", "-n", namespace, "-o", "wide").stdout
+    assert "COMPUTE" in wide and "Marlin" in wide, wide
+
+
+def test_prequantized_nvfp4_checkpoint_decides_per_pool(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    """ModelOpt NVFP4 (hf_quant_config.json in the ConfigMap): native on B200, weight-only fallbacks on H100/L40S/A10G,
+    skipped on the AMD pools in automatic mode, and an explicit MI300X pool is refused with vLLM's reason."""
+    config = checkpoint_config(sandbox, namespace, MODELOPT_NVFP4)
+    model = {"uri": "hf://nvidia/Qwen3-30B-A3B-NVFP4", "configRef": {"name": config}}
+    apply(sandbox, namespace, isvc("nvfp4-auto", model=model, maxModelLen=8192, maxPools=6))
+    obj = wait_cond(sandbox, namespace, PLURAL, "nvfp4-auto", "Ready", "True", timeout=180)
+    decisions = obj["status"]["decisions"]
+    assert decisions[0]["gpu"] == "B200" and decisions[0]["native"] is True, decisions[0]  # native ranks first
+    assert decisions[0]["compute"].startswith("nvfp4 W4A4") and decisions[0]["kvCacheDtype"] == "fp8_e4m3"
+    assert {d["gpu"] for d in decisions} == {"B200", "H100-SXM", "L40S", "A10G"}
+    for d in decisions[1:]:
+        assert d["native"] is False and "nvfp4 weights" in d["compute"], d
+    assert obj["status"]["checkpointFormat"] == "nvfp4/modelopt"
+    assert_no_quantization_flag(sandbox, namespace, obj)
+    skipped = [e.message for e in events(sandbox, namespace, "nvfp4-auto") if e.reason == "PoolSkipped"]
+    assert any("MI300X" in m and "EmulationNvFp4LinearKernel" in m for m in skipped), skipped
+    assert any("MI355X" in m for m in skipped), skipped
+
+    apply(
+        sandbox,
+        namespace,
+        isvc(
+            "nvfp4-amd",
+            model=model,
+            maxModelLen=8192,
+            pools=[{"name": "b200", "nodeSelector": B200}, {"name": "mi300x", "nodeSelector": MI300X}],
+        ),
+    )
+    obj = wait_cond(sandbox, namespace, PLURAL, "nvfp4-amd", "Ready", "False", "CannotHonour")
+    assert "MI300X cannot serve the nvfp4/modelopt checkpoint" in cond(obj, "Planned")["message"]
+    time.sleep(3)
+    assert [
+        d.metadata.name for d in sandbox.apps.list_namespaced_deployment(namespace).items if "amd" in d.metadata.name
+    ] == []
+
+
+def test_prequantized_checkpoint_refusals(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    """bitsandbytes (vLLM 0.33 cannot load it), a precision that contradicts the checkpoint, and a 4-bit precision on a
+    BF16 base model: each a CannotHonour with the reason, never a silent BF16 plan or a re-quantization."""
+    bnb = checkpoint_config(sandbox, namespace, "aiplanet--luxllama")
+    gpt_oss = checkpoint_config(sandbox, namespace, "openai--gpt-oss-20b")
+    pool = [{"name": "p", "nodeSelector": H100}]
+    apply(
+        sandbox, namespace, isvc("bnb", model={"uri": "hf://aiplanet/LuxLlama", "configRef": {"name": bnb}}, pools=pool)
+    )
+    apply(
+        sandbox,
+        namespace,
+        isvc(
+            "oss", model={"uri": "hf://openai/gpt-oss-20b", "configRef": {"name": gpt_oss}}, precision="fp8", pools=pool
+        ),
+    )
+    apply(sandbox, namespace, llama("base-nvfp4", H100, precision="nvfp4"))  # accepted by the API server now
+    obj = wait_cond(sandbox, namespace, PLURAL, "bnb", "Ready", "False", "CannotHonour")
+    assert "Unknown quantization method: bitsandbytes" in cond(obj, "Ready")["message"]
+    obj = wait_cond(sandbox, namespace, PLURAL, "oss", "Ready", "False", "CannotHonour")
+    assert "precision is checked against a pre-quantized checkpoint" in cond(obj, "Ready")["message"]
+    obj = wait_cond(sandbox, namespace, PLURAL, "base-nvfp4", "Ready", "False", "CannotHonour")
+    assert "checkpoint" in cond(obj, "Ready")["message"]
+    time.sleep(3)
+    assert sandbox.apps.list_namespaced_deployment(namespace).items == []
+
+
 def _model() -> dict[str, Any]:
     return {"uri": LLAMA, "configRef": {"name": "c"}}
 
@@ -272,7 +411,6 @@ SCHEMA_REJECTED = [
     ({"model": {"uri": "ftp://x/y", "configRef": {"name": "c"}}}, "should match"),
     ({"model": _model(), "precision": "int2"}, "Unsupported value"),
     ({"model": _model(), "kvCacheDtype": "fp4"}, "Unsupported value"),
-    ({"model": _model(), "precision": "nvfp4"}, "need a calibrated checkpoint"),
     ({"model": _model(), "maxModelLen": 8}, "greater than or equal"),
     ({"model": _model(), "gpuMemoryUtilization": 1.5}, "less than or equal"),
     ({"model": _model(), "gpuMemoryUtilization": 0.01}, "greater than or equal"),

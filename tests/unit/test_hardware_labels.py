@@ -138,7 +138,7 @@ EKS_A10G_TIME_SLICED = {
 def test_real_gke_t4_node() -> None:
     facts = parse(GKE_T4)
     assert (facts.key, facts.count, facts.memory_mib, facts.shared) == ("T4", 1, 15360, False)
-    assert levels(facts) == (F, N, X, F, X, N)
+    assert levels(facts) == (F, N, F, F, X, N)
 
 
 def test_real_time_sliced_a10g_node() -> None:
@@ -211,8 +211,8 @@ def test_count_override_beats_label() -> None:
     ("major", "minor", "family", "expected"),
     [
         ("9", "0", "hopper", (N, N, N, F, F, N)),
-        ("7", "5", "turing", (F, N, X, F, X, N)),
-        ("8", "6", "ampere", (F, N, X, F, F, N)),
+        ("7", "5", "turing", (F, N, F, F, X, N)),
+        ("8", "6", "ampere", (F, N, F, F, F, N)),
         ("8", "9", "ada-lovelace", (N, N, F, F, F, N)),
         ("10", "0", "blackwell", (N, N, N, N, N, N)),
         ("12", "1", "blackwell", (N, N, N, N, N, N)),
@@ -242,7 +242,7 @@ def test_unknown_product_with_family_only_assumes_the_weakest_member() -> None:
 
 def test_unknown_product_family_ampere_is_conservative() -> None:
     facts = parse({P: "NVIDIA-A40", FAM: "ampere", MEM: "46068"})
-    assert levels(facts) == (F, N, X, F, F, N)
+    assert levels(facts) == (F, N, F, F, F, N)
 
 
 def test_major_without_minor_assumes_minor_zero() -> None:
@@ -557,7 +557,7 @@ def test_as_dict_is_json_ready() -> None:
     assert data["support"] == {
         "fp8_w8a8": "fallback",
         "fp8_weight_only": "native",
-        "fp8_block": "no",
+        "fp8_block": "fallback",
         "nvfp4": "fallback",
         "mxfp4": "fallback",
         "int4_w4a16": "native",

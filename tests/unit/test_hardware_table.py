@@ -1,7 +1,8 @@
-"""The GPU table: every row resolvable by every name, and every support level exactly as BRIEF §2 states it.
+"""The GPU table: every row resolvable by every name, and every support level exactly as docs/gpu-formats.md states it.
 
-The expected matrix below is written out by hand from BRIEF §2 (and the decisions documented in gpus.yaml), NOT
-derived from the table: a change to gpus.yaml that moves a support level must also change this file.
+The expected matrix below is written out by hand from docs/gpu-formats.md (the vLLM 0.33.0 source locations) and the
+decisions documented in gpus.yaml, NOT derived from the table: a change to gpus.yaml that moves a support level must
+also change this file.
 """
 
 from __future__ import annotations
@@ -31,15 +32,15 @@ N, F, X = Support.NATIVE, Support.FALLBACK, Support.NO
 
 # key: (fp8_w8a8, fp8_weight_only, fp8_block, nvfp4, mxfp4, int4_w4a16)
 EXPECTED_SUPPORT: dict[str, tuple[Support, Support, Support, Support, Support, Support]] = {
-    # Turing: FP8 loads as W8A16 Marlin; NVFP4 Marlin; no MXFP4 (Marlin MXFP4 needs BF16 activations, >= 8.0)
-    "T4": (F, N, X, F, X, N),
-    # Ampere: no FP8 math, no FP8 block; NVFP4 and MXFP4 through Marlin W4A16
-    "A10G": (F, N, X, F, F, N),
-    "A10": (F, N, X, F, F, N),
-    "A40": (F, N, X, F, F, N),
-    "A100-40GB": (F, N, X, F, F, N),
-    "A100-80GB": (F, N, X, F, F, N),
-    # Ada: FP8 W8A8 native (CUTLASS), FP8 block through Triton/Marlin, FP4 through Marlin
+    # Turing: FP8 and FP8 block load as W8A16 Marlin; NVFP4 Marlin; no MXFP4 (vLLM's MXFP4 needs cc >= 8.0)
+    "T4": (F, N, F, F, X, N),
+    # Ampere: no FP8 math: FP8 and FP8 block through Marlin W8A16; NVFP4 and MXFP4 through Marlin W4A16
+    "A10G": (F, N, F, F, F, N),
+    "A10": (F, N, F, F, F, N),
+    "A40": (F, N, F, F, F, N),
+    "A100-40GB": (F, N, F, F, F, N),
+    "A100-80GB": (F, N, F, F, F, N),
+    # Ada: FP8 W8A8 native (CUTLASS), FP8 block linears through Marlin, FP4 through Marlin
     "L4": (N, N, F, F, F, N),
     "L40S": (N, N, F, F, F, N),
     "L40": (N, N, F, F, F, N),
@@ -241,10 +242,10 @@ def test_split_product(label: str, base: str, shared: bool, mig: str | None) -> 
     [
         ((6, 1), (X, X, X, X, X, X)),  # below Turing: nothing quantized
         ((7, 0), (X, X, X, X, X, X)),
-        ((7, 5), (F, N, X, F, X, N)),
-        ((8, 0), (F, N, X, F, F, N)),
-        ((8, 6), (F, N, X, F, F, N)),
-        ((8, 7), (F, N, X, F, F, N)),  # Orin: still Ampere
+        ((7, 5), (F, N, F, F, X, N)),
+        ((8, 0), (F, N, F, F, F, N)),
+        ((8, 6), (F, N, F, F, F, N)),
+        ((8, 7), (F, N, F, F, F, N)),  # Orin: still Ampere
         ((8, 9), (N, N, F, F, F, N)),  # the FP8 W8A8 threshold
         ((9, 0), (N, N, N, F, F, N)),
         ((10, 0), (N, N, N, N, N, N)),  # FP4 tensor cores
@@ -416,7 +417,7 @@ def test_every_level_has_a_specific_reason(spec: GpuSpec) -> None:
         ("A10G", "fp8_w8a8", "load as W8A16"),
         ("A10G", "fp8_w8a8", "not a speed win"),
         ("T4", "mxfp4", "BF16 activations"),
-        ("L40S", "fp8_block", "Triton/Marlin"),
+        ("L40S", "fp8_block", "Marlin"),
         ("H100-SXM", "nvfp4", "W4A16"),
         ("B200", "nvfp4", "FP4 tensor cores"),
         ("MI300X", "fp8_w8a8", "E4M3 FNUZ"),

@@ -13,7 +13,10 @@ from quantfleet.cli.plan import JSON_KEYS
 from quantfleet.hardware import GPU_TABLE, node_labels_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
-MODELS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file())
+ALL_MODELS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file())
+# Published checkpoints carry SOURCE.md (provenance); the base-model configs do not.
+PREQUANTIZED = sorted(m for m in ALL_MODELS if (FIXTURES / m / "SOURCE.md").is_file())
+MODELS = sorted(m for m in ALL_MODELS if m not in PREQUANTIZED)
 
 
 def plan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -24,6 +27,54 @@ def plan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 def test_fixtures_present() -> None:
     assert MODELS == ["llama-3.1-70b", "llama-3.1-8b", "mixtral-8x7b", "qwen3-30b-a3b", "trinity-mini"]
+    assert PREQUANTIZED == [
+        "aiplanet--luxllama",
+        "amd--llama-3.1-8b-instruct-fp8-kv",
+        "florianjc--meta-llama-3.1-8b-instruct-vllm-fp8",
+        "moma1820--meta-llama-3.1-8b-instruct-gptq-4bit",
+        "nm-testing--meta-llama-3-8b-instruct-fp8-dynamic-ia-per-tensor-weight-testing",
+        "nvidia--llama-3.1-70b-instruct-fp8",
+        "nvidia--qwen3-30b-a3b-nvfp4",
+        "openai--gpt-oss-20b",
+        "patronusai--llama-3.1-70b-instruct-awq-int4",
+        "qwen--qwen3-30b-a3b-fp8",
+    ]
+
+
+@pytest.mark.parametrize("gpu", [s.key for s in GPU_TABLE])
+@pytest.mark.parametrize("model", PREQUANTIZED)
+def test_every_prequantized_checkpoint_on_every_gpu(capsys: pytest.CaptureFixture[str], model: str, gpu: str) -> None:
+    """A published checkpoint is planned in its own format (never with --quantization), or refused with a reason."""
+    rc, out, err = plan(capsys, "--model-config", str(FIXTURES / model), "--gpu", gpu, "--output", "json")
+    if model == "aiplanet--luxllama":
+        assert rc == 2 and "bitsandbytes" in err and "Unknown quantization method" in err
+        return
+    if rc == 2:
+        assert "cannot serve the" in err and "vLLM 0.33.0" in err, err
+        return
+    doc = json.loads(out)
+    assert doc["checkpoint_quantization"], doc
+    assert doc["quantization_flag"] is None
+    assert not any(a.startswith("--quantization") for a in doc["vllm_args"])
+    if doc["fits"]:
+        assert doc["checkpoint_format"] != "bf16" and doc["compute"] and doc["kernel"]
+        assert doc["native"] in (True, False)
+
+
+def test_prequantized_table_and_precision_constraint(capsys: pytest.CaptureFixture[str]) -> None:
+    gpt_oss = str(FIXTURES / "openai--gpt-oss-20b")
+    rc, out, _ = plan(capsys, "--model-config", gpt_oss, "--gpu", "h100", "--max-model-len", "8192")
+    assert rc == 0
+    assert "checkpoint: mxfp4-experts/mxfp4" in out
+    assert "compute: mxfp4 weights, bf16 math via OAI Triton MoE kernels" in out
+    assert "--quantization=" not in out
+    rc, out, err = plan(capsys, "--model-config", gpt_oss, "--gpu", "h100", "--precision", "fp8")
+    assert rc == 2 and "precision is checked against a pre-quantized checkpoint" in err
+    rc, out, err = plan(capsys, "--model-config", gpt_oss, "--gpu", "t4")
+    assert rc == 2 and "Minimum capability: 80" in err
+    rc, out, _ = plan(capsys, "--model-config", gpt_oss, "--gpu", "b200", "--precision", "mxfp4", "--output", "json")
+    doc = json.loads(out)
+    assert rc == 0 and doc["native"] is True and doc["kernel"] == "FLASHINFER_TRTLLM_MXFP4_BF16"
 
 
 @pytest.mark.parametrize("gpu", [s.key for s in GPU_TABLE])
@@ -118,7 +169,10 @@ def test_does_not_fit_is_exit_1_with_json(capsys: pytest.CaptureFixture[str]) ->
         (["--gpu", "h100", "--model-config", "/nonexistent/config.json"], "cannot read model config"),
         (["--gpu", "v100-banana", "--model-config", "{llama}"], "unknown GPU"),
         (["--gpu", "mi300x", "--model-config", "{llama}", "--precision", "nvfp4"], "cannot run"),
-        (["--gpu", "a100-80gb", "--model-config", "{llama}", "--precision", "fp8-block"], "cannot run"),
+        (["--gpu", "t4", "--model-config", "{llama}", "--precision", "mxfp4"], "cannot run"),
+        (["--gpu", "h100", "--model-config", "{bnb}"], "Unknown quantization method: bitsandbytes"),
+        (["--gpu", "mi300x", "--model-config", "{nvfp4}"], "cannot serve the nvfp4/modelopt checkpoint"),
+        (["--gpu", "h100", "--model-config", "{gptq}", "--checkpoint", "fp8"], "already a pre-quantized checkpoint"),
         (["--gpu", "h100", "--model-config", "{broken}"], "config.json: field 'hidden_size'"),
         (["--gpu", "h100", "--model-config", "{notjson}"], "not valid JSON"),
         (["--gpu", "h100", "--gpu-count", "0", "--model-config", "{llama}"], "--gpu-count"),
@@ -141,6 +195,9 @@ def test_errors_exit_2_with_one_line(
     badlabels.write_text(json.dumps({"nvidia.com/gpu.compute.major": "nine", "nvidia.com/gpu.memory": "81559"}))
     paths = {
         "{llama}": str(FIXTURES / "llama-3.1-8b" / "config.json"),
+        "{bnb}": str(FIXTURES / "aiplanet--luxllama"),
+        "{nvfp4}": str(FIXTURES / "nvidia--qwen3-30b-a3b-nvfp4"),
+        "{gptq}": str(FIXTURES / "moma1820--meta-llama-3.1-8b-instruct-gptq-4bit" / "config.json"),
         "{broken}": str(broken),
         "{notjson}": str(notjson),
         "{nolabels}": str(nolabels),

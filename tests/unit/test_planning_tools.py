@@ -36,7 +36,7 @@ TRINITY = arch("trinity-mini")
         ("w4a16", None, DENSE, "llm-compressor", "GPTQModifier(scheme=W4A16)"),  # gptq is the default
         ("w4a16", "awq", DENSE, "llm-compressor", "AWQModifier + QuantizationModifier(scheme=W4A16)"),
         ("nvfp4", None, DENSE, "llm-compressor", "QuantizationModifier(scheme=NVFP4)"),
-        ("nvfp4", None, QWEN, "modelopt", "NVFP4_MLP_ONLY_CFG"),  # MoE: MLP-only (BRIEF §4)
+        ("nvfp4", None, QWEN, "modelopt", "NVFP4_MLP_ONLY_CFG"),  # MoE: MLP-only (docs/calibration.md)
         ("nvfp4", None, TRINITY, "modelopt", "NVFP4_MLP_ONLY_CFG"),
         ("nvfp4a16", None, QWEN, "llm-compressor", "QuantizationModifier(scheme=NVFP4A16)"),
         ("mxfp4", None, MIXTRAL, "llm-compressor", "QuantizationModifier(scheme=MXFP4)"),

@@ -50,8 +50,16 @@ def nodes_from(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def configmaps_from(spec: dict[str, str]) -> dict[str, Any]:
-    """{ConfigMap name: fixture model dir} -> ConfigMaps holding that config.json."""
-    return {name: {"data": {"config.json": (MODELS / m / "config.json").read_text()}} for name, m in spec.items()}
+    """{ConfigMap name: fixture model dir} -> ConfigMaps holding that config.json (and hf_quant_config.json when the
+    published checkpoint has one: ModelOpt keeps its quantization there)."""
+    out: dict[str, Any] = {}
+    for name, model in spec.items():
+        data = {"config.json": (MODELS / model / "config.json").read_text()}
+        hf_quant = MODELS / model / "hf_quant_config.json"
+        if hf_quant.is_file():
+            data["hf_quant_config.json"] = hf_quant.read_text()
+        out[name] = {"data": data}
+    return out
 
 
 def seconds(ts: str) -> float:

@@ -133,7 +133,7 @@ def test_model_flag_is_deprecated_for_vllm_serve(source: VllmSource) -> None:
 
 
 def test_calculate_kv_scales_is_gone(source: VllmSource) -> None:
-    # BRIEF §2: removed upstream, so FP8 KV scales must come from the checkpoint. Never emit it.
+    # removed upstream (vLLM PR #49389), so FP8 KV scales must come from the checkpoint. Never emit it.
     assert "--calculate-kv-scales" not in source.flags
 
 

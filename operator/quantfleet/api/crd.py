@@ -201,8 +201,10 @@ def crd_manifests() -> dict[str, dict[str, Any]]:
         [
             ready,
             {"name": "Precision", "type": "string", "jsonPath": ".status.precision"},
+            {"name": "Checkpoint", "type": "string", "jsonPath": ".status.checkpointFormat"},
             {"name": "KV", "type": "string", "jsonPath": ".status.kvCacheDtype"},
             {"name": "Pools", "type": "string", "jsonPath": ".status.pools"},
+            {"name": "Compute", "type": "string", "jsonPath": ".status.compute", "priority": 1},
             {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
             {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint", "priority": 1},
             reason,

@@ -1,7 +1,9 @@
 """InferenceService (quantfleet.io/v1alpha1): "serve this model on these GPU pools with vLLM".
 
 Precision and KV-cache dtype default to `auto`: the operator decides per pool from the GPU labels
-and pins the decision in status until the spec changes or the re-plan annotation is set.
+and pins the decision in status until the spec changes or the re-plan annotation is set. The model is any
+checkpoint: a BF16 base model (quantized on the fly where the GPU has FP8 math), a QuantizedModel's checkpoint, or a
+published pre-quantized checkpoint, which is served in its own format (docs/checkpoint-formats.md).
 """
 
 from __future__ import annotations
@@ -45,13 +47,18 @@ class ModelRef(KubeModel):
     uri: str | None = Field(
         default=None,
         pattern=MODEL_URI_PATTERN,
-        description="A BF16 base model: hf://<org>/<name>[@<revision>], pvc://<claim>/<path> or s3://<bucket>/<prefix>."
-        " FP8 is applied on the fly where the GPU supports it.",
+        description="Any checkpoint: hf://<org>/<name>[@<revision>], pvc://<claim>/<path> or s3://<bucket>/<prefix>."
+        " A BF16 base model gets FP8 on the fly where the GPU supports it. A pre-quantized checkpoint (its"
+        " config.json names a quantization method: compressed-tensors, fp8, modelopt, gptq, awq, mxfp4, quark) is"
+        " served in its own format, natively or through a weight-only fallback kernel, on the pools whose GPUs vLLM"
+        " runs it on; it is never re-quantized and --quantization is never passed.",
     )
     config_ref: ConfigMapKeyRef | None = Field(
         default=None,
-        description="ConfigMap with the model's config.json, used for capacity planning. Required with uri;"
-        " with quantizedModelRef the QuantizedModel's own reference is used when unset.",
+        description="ConfigMap with the model's config.json, used for capacity planning and to read the checkpoint's"
+        " quantization_config. For ModelOpt checkpoints that keep it in a separate file, the ConfigMap may also carry"
+        " hf_quant_config.json under that key (read only when config.json has no quantization_config, as vLLM does)."
+        " Required with uri; with quantizedModelRef the QuantizedModel's own reference is used when unset.",
     )
     served_model_name: str | None = Field(
         default=None, max_length=253, description="Name clients use in API calls; default: the service name."
@@ -104,7 +111,11 @@ class InferenceServiceSpec(KubeModel):
 
     model: ModelRef = Field(description="What to serve.")
     precision: Precision = Field(
-        default="auto", description="Weight precision; auto picks per pool from the GPU (see README)."
+        default="auto",
+        description="Weight precision; auto picks per pool from the GPU (see README). With a pre-quantized"
+        " checkpoint in uri it is a constraint: it must match the checkpoint's format (a mismatch is CannotHonour),"
+        " it never re-quantizes the checkpoint. fp8-block, w4a16, nvfp4 and mxfp4 need a checkpoint in that format:"
+        " a pre-quantized uri or a quantizedModelRef.",
     )
     kv_cache_dtype: KVCacheDtype = Field(
         default="auto", description="KV-cache dtype; auto picks fp8_e4m3 only when the BF16 cache would not fit."
@@ -137,10 +148,6 @@ class InferenceServiceSpec(KubeModel):
             "!has(self.model.uri) || has(self.model.configRef)",
             "spec.model.configRef is required with spec.model.uri (the operator needs config.json to plan capacity)",
         ),
-        (
-            "!has(self.model.uri) || !(self.precision in ['fp8-block', 'w4a16', 'nvfp4', 'mxfp4'])",
-            "precision fp8-block, w4a16, nvfp4 and mxfp4 need a calibrated checkpoint: use model.quantizedModelRef",
-        ),
     )
 
 
@@ -153,10 +160,23 @@ class PoolDecision(KubeModel):
     gpu_resource: str = Field(description="Extended resource requested: nvidia.com/gpu or amd.com/gpu.")
     model_uri: str = Field(description="Weights this pool serves: the QuantizedModel checkpoint or the base model.")
     precision: str = Field(description="Chosen weight precision.")
+    checkpoint_format: str | None = Field(
+        default=None,
+        description="What the weights are: bf16 for a base model, else <scheme>/<method> of the checkpoint (e.g."
+        " fp8-w8a8/compressed-tensors, mxfp4-experts/mxfp4).",
+    )
+    compute: str | None = Field(
+        default=None,
+        description="What the pool computes in, e.g. 'fp8 W8A8 via CUTLASS' or 'mxfp4 weights, bf16 math via Marlin'.",
+    )
     kv_cache_dtype: str = Field(description="Chosen KV-cache dtype.")
     tensor_parallel_size: int = Field(description="GPUs per replica.")
-    quantization: str | None = Field(default=None, description="--quantization flag, only for on-the-fly FP8.")
-    native: bool = Field(description="Whether the GPU computes in this precision natively.")
+    quantization: str | None = Field(
+        default=None, description="--quantization flag, only for on-the-fly FP8 of a base model (never a checkpoint)."
+    )
+    native: bool = Field(
+        description="Whether the GPU computes in this precision natively (false: a weight-only fallback kernel)."
+    )
     reason: str = Field(description="Why.")
     deployment: str = Field(description="Deployment name.")
     replicas: int = Field(description="Desired replicas.")
@@ -176,6 +196,10 @@ class InferenceServiceStatus(KubeModel):
     conditions: list[Condition] | None = Field(default=None, description="Ready, Progressing, Degraded, ModelReady.")
     decisions: list[PoolDecision] | None = Field(default=None, description="Per-pool decisions.")
     precision: str | None = Field(default=None, description="Precisions in use (comma-separated, for kubectl get).")
+    checkpoint_format: str | None = Field(
+        default=None, description="Checkpoint formats served (comma-separated, for kubectl get)."
+    )
+    compute: str | None = Field(default=None, description="What each pool computes in (<pool>: <compute>; ...).")
     kv_cache_dtype: str | None = Field(default=None, description="KV-cache dtypes in use.")
     pools: str | None = Field(default=None, description="Pools in use.")
     replicas: int | None = Field(default=None, description="Desired replicas across pools.")

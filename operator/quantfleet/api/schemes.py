@@ -117,7 +117,7 @@ ROUTER_IGNORE: dict[str, tuple[str, ...]] = {
     "qwen3_next": ("re:.*mlp.gate$", "re:.*mlp.shared_expert_gate$"),
     "qwen3_vl_moe": ("re:.*mlp.gate$",),
     "qwen3_vl_moe_text": ("re:.*mlp.gate$",),
-    # BRIEF §4 names block_sparse_moe.gate; transformers 5 calls Mixtral's MoE block `mlp`, so both.
+    # Mixtral checkpoints name the router block_sparse_moe.gate; transformers 5 calls the MoE block `mlp`, so both.
     "mixtral": ("re:.*block_sparse_moe.gate$", "re:.*mlp.gate$"),
     "llama4": ("re:.*router",),
     "llama4_text": ("re:.*router",),

@@ -12,8 +12,10 @@ How the container is started (read from the vLLM 0.33.0 source, see docs/vllm-co
 - the ``vllm/vllm-openai`` image's entrypoint is ``vllm serve``; the model is its first **positional** argument
   (``model_tag``). ``--model`` still parses but ``vllm serve`` warns that it "will be removed in a future version",
   and ``--served-model-name`` without a positional model is rejected, so the operator never emits ``--model``;
-- checkpoints made by the calibration Job are auto-detected from ``config.json`` ``quantization_config``, so
-  ``--quantization`` is only passed for on-the-fly FP8 of a BF16 checkpoint.
+- quantized checkpoints (made by the calibration Job, or published pre-quantized ones) are auto-detected from
+  ``config.json`` ``quantization_config`` (or ModelOpt's ``hf_quant_config.json``), so ``--quantization`` is only passed
+  for on-the-fly FP8 of a BF16 checkpoint: on a checkpoint that names its method the flag is a no-op, silently
+  replaced, or a start-up error (docs/checkpoint-formats.md).
 """
 
 from __future__ import annotations
@@ -59,15 +61,32 @@ EMITTED_FLAGS: Final[frozenset[str]] = frozenset(
 QUANTIZATION_FP8_ON_THE_FLY: Final = "fp8"
 EMITTED_QUANTIZATION_VALUES: Final[frozenset[str]] = frozenset({QUANTIZATION_FP8_ON_THE_FLY})
 
-# `quant_method`s vLLM must recognise in the checkpoints our calibration Job writes (never passed as flags):
+# The methods vLLM resolves the checkpoints quantfleet serves to (ModelConfig.quantization; never passed as flags):
 # llm-compressor writes compressed-tensors (FP8, W4A16, NVFP4, MXFP4 schemes); ModelOpt writes `modelopt`, which vLLM
-# resolves to `modelopt` (FP8) or `modelopt_fp4` (NVFP4); `mxfp4` is the native MXFP4 checkpoint format (gpt-oss).
+# resolves to `modelopt` (FP8) or `modelopt_fp4` (NVFP4); published checkpoints add `fp8` (Fp8Config), GPTQ and AWQ
+# (resolved to `auto_gptq` / `auto_awq`), `mxfp4` (`gpt_oss_mxfp4` for gpt-oss) and AMD `quark`. Every
+# CheckpointQuant.vllm_method is one of these (tests/unit/test_api_checkpoint.py).
 QUANT_METHOD_COMPRESSED_TENSORS: Final = "compressed-tensors"
 QUANT_METHOD_MODELOPT_FP8: Final = "modelopt"
 QUANT_METHOD_MODELOPT_NVFP4: Final = "modelopt_fp4"
 QUANT_METHOD_MXFP4: Final = "mxfp4"
+QUANT_METHOD_GPT_OSS_MXFP4: Final = "gpt_oss_mxfp4"
+QUANT_METHOD_FP8: Final = "fp8"
+QUANT_METHOD_GPTQ: Final = "auto_gptq"
+QUANT_METHOD_AWQ: Final = "auto_awq"
+QUANT_METHOD_QUARK: Final = "quark"
 DETECTED_QUANTIZATION_METHODS: Final[frozenset[str]] = frozenset(
-    {QUANT_METHOD_COMPRESSED_TENSORS, QUANT_METHOD_MODELOPT_FP8, QUANT_METHOD_MODELOPT_NVFP4, QUANT_METHOD_MXFP4}
+    {
+        QUANT_METHOD_COMPRESSED_TENSORS,
+        QUANT_METHOD_MODELOPT_FP8,
+        QUANT_METHOD_MODELOPT_NVFP4,
+        QUANT_METHOD_MXFP4,
+        QUANT_METHOD_GPT_OSS_MXFP4,
+        QUANT_METHOD_FP8,
+        QUANT_METHOD_GPTQ,
+        QUANT_METHOD_AWQ,
+        QUANT_METHOD_QUARK,
+    }
 )
 
 # `--kv-cache-dtype` values the operator emits. `auto` follows the model dtype; an explicit `bfloat16` must match it.

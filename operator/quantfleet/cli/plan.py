@@ -10,6 +10,11 @@ stderr, no traceback.
 
 Precisions that need a calibrated checkpoint (fp8-block, w4a16, nvfp4, mxfp4) are planned as if one existed
 when requested explicitly (the output says so); `auto` only uses checkpoints named with `--checkpoint`.
+
+A config.json that carries a `quantization_config` (or a directory with ModelOpt's hf_quant_config.json beside
+config.json, or `--hf-quant-config`) is a pre-quantized checkpoint: it is planned in its own format only, with the
+vLLM kernel that serves it on the GPU (native / fallback) or the reason vLLM refuses it (exit 2), and `--precision`
+is checked against it. The output shows the checkpoint's format separately from what the GPU computes in.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from quantfleet.api.checkpoint import HF_QUANT_CONFIG, CheckpointQuant, UnsupportedCheckpoint, parse_checkpoint_quant
 from quantfleet.hardware import GpuFacts, LabelError, UnknownGpu, facts_for, gpu_facts_from_labels, lookup, short_name
 from quantfleet.planning import (
     CapacityEstimate,
@@ -72,6 +78,12 @@ def register(subparsers: Any) -> None:
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
     p.add_argument("--model-config", required=True, metavar="PATH", help="HF config.json (or its directory)")
+    p.add_argument(
+        "--hf-quant-config",
+        metavar="PATH",
+        help="ModelOpt hf_quant_config.json (default: the one beside config.json, if any; read only when config.json"
+        " has no quantization_config, as vLLM does)",
+    )
     gpu = p.add_mutually_exclusive_group(required=True)
     gpu.add_argument("--gpu", metavar="PRODUCT", help="GFD product name (NVIDIA-H100-80GB-HBM3) or short name (h100)")
     gpu.add_argument("--node-labels", metavar="FILE", help="a node's labels as JSON (a label map or a Node object)")
@@ -97,14 +109,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        arch = _load_model(Path(args.model_config))
+        arch, quant, where = _load_model(Path(args.model_config), args.hf_quant_config)
         gpu = _load_gpu(args)
-        request = _request(args)
+        request = _request(args, quant, where)
         return _plan(arch, gpu, request, args.output)
     except BrokenPipeError:  # `quantfleet plan ... | head`: the reader left; not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (CliError, ConfigError, PlanError, UnknownGpu, LabelError, ValueError) as err:
+    except (CliError, ConfigError, PlanError, UnknownGpu, LabelError, UnsupportedCheckpoint, ValueError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"quantfleet plan: error: {message}", file=sys.stderr)
         return 2
@@ -122,13 +134,18 @@ def _read_json(path: Path, what: str) -> Any:
         raise CliError(f"{what} {str(path)!r} is not valid JSON: {err}") from err
 
 
-def _load_model(path: Path) -> ModelArch:
+def _load_model(path: Path, hf_quant: str | None) -> tuple[ModelArch, CheckpointQuant | None, str]:
+    """(architecture, the checkpoint's quantization or None for a base model, the checkpoint's directory)."""
     if path.is_dir():
         path = path / "config.json"
     cfg = _read_json(path, "model config")
     if not isinstance(cfg, Mapping):
         raise CliError(f"model config {str(path)!r} must be a JSON object")
-    return parse_model_config(cfg)
+    quant_path = Path(hf_quant) if hf_quant else path.parent / HF_QUANT_CONFIG
+    hq = _read_json(quant_path, HF_QUANT_CONFIG) if hf_quant or quant_path.is_file() else None
+    if hq is not None and not isinstance(hq, Mapping):
+        raise CliError(f"{HF_QUANT_CONFIG} {str(quant_path)!r} must be a JSON object")
+    return parse_model_config(cfg), parse_checkpoint_quant(cfg, hq), str(path.parent)
 
 
 def _load_gpu(args: argparse.Namespace) -> GpuFacts:
@@ -150,10 +167,27 @@ def _load_gpu(args: argparse.Namespace) -> GpuFacts:
 def _parse_checkpoint(text: str) -> Checkpoint:
     scheme, _, uri = text.partition("=")
     fmt = default_checkpoint_format(scheme)
-    return Checkpoint(scheme=scheme.strip(), format=fmt, uri=uri.strip() or f"(given: {scheme.strip()})")
+    return Checkpoint.calibrated(scheme.strip(), fmt, uri.strip() or f"(given: {scheme.strip()})")
 
 
-def _request(args: argparse.Namespace) -> PlanRequest:
+def _request(args: argparse.Namespace, quant: CheckpointQuant | None, where: str) -> PlanRequest:
+    if quant is not None:
+        if args.checkpoint:
+            raise CliError(
+                "--checkpoint names calibrated checkpoints of a BF16 base model; this config is already "
+                f"a pre-quantized checkpoint ({quant.label})"
+            )
+        return PlanRequest(
+            precision=args.precision,
+            kv_cache_dtype=args.kv_cache_dtype,
+            max_model_len=args.max_model_len,
+            context_len=args.context,
+            concurrency=args.concurrency,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            gpu_count=args.gpu_count,
+            checkpoints=(Checkpoint.published(quant, where),),
+            base_model=False,
+        )
     return PlanRequest(
         precision=args.precision,
         kv_cache_dtype=args.kv_cache_dtype,
@@ -174,7 +208,9 @@ def _with_hypothetical_checkpoint(request: PlanRequest) -> tuple[PlanRequest, st
     p = request.precision
     if p == "auto" or p not in NEEDS_CHECKPOINT or any(c.precision == p for c in request.checkpoints):
         return request, None
-    ckpt = Checkpoint(scheme=p, format=default_checkpoint_format(p), uri="")
+    if not request.base_model:  # a pre-quantized checkpoint: precision is a constraint, decide() checks it
+        return request, None
+    ckpt = Checkpoint.calibrated(p, default_checkpoint_format(p), "")
     note = f"assumes a calibrated {p} checkpoint (none given with --checkpoint): create a QuantizedModel first"
     return replace(request, checkpoints=(*request.checkpoints, ckpt)), note
 
@@ -223,6 +259,9 @@ def _json_doc(
             "reason": failure.reason if failure else "",
             "quantization_flag": None,
             "checkpoint": None,
+            "checkpoint_format": None,
+            "compute": None,
+            "kernel": None,
             "native": None,
             "warnings": [],
             "vllm_args": [],
@@ -238,6 +277,8 @@ def _json_doc(
         "known": gpu.known,
     }
     doc["model"] = {"model_type": arch.model_type, "description": arch.describe()}
+    published = next((c for c in request.checkpoints if c.origin == "published"), None)
+    doc["checkpoint_quantization"] = published.quant.describe() if published else None
     doc["capacity"] = cap.to_dict() if cap else None
     return doc
 
@@ -282,8 +323,11 @@ def _table(
         f"gpu_memory_utilization {request.gpu_memory_utilization}",
         f"request: max_model_len {max_len}, concurrency {request.concurrency} x {ctx} tokens, "
         f"kv cache dtype {request.kv_cache_dtype}",
-        "",
     ]
+    published = next((c for c in request.checkpoints if c.origin == "published"), None)
+    if published is not None:
+        lines.append(f"checkpoint: {published.quant.describe()} (pre-quantized: served as it is, no --quantization)")
+    lines.append("")
     cells = [_COLUMNS, *(_row_cells(r, decision) for r in rows)]
     widths = [max(len(c[i]) for c in cells) for i in range(len(_COLUMNS))]
     for i, c in enumerate(cells):
@@ -296,6 +340,8 @@ def _table(
     label = "chosen (auto)" if request.precision == "auto" else f"requested ({request.precision})"
     if decision is not None:
         lines.append(f"{label}: {decision.precision}, KV {decision.kv_cache_dtype}, TP={decision.tensor_parallel_size}")
+        lines.append(f"  checkpoint format: {decision.checkpoint_format}")
+        lines.append(f"  compute: {decision.compute}" + (f" [{decision.kernel}]" if decision.kernel else ""))
         lines.append(f"  reason: {decision.reason}")
         lines.append(f"  vllm: {' '.join(decision.vllm_args)}")
         for w in ([note] if note else []) + list(decision.warnings):

@@ -34,6 +34,7 @@ def load_nodes(path: str) -> list[dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from quantfleet import versions
+    from quantfleet.api.checkpoint import HF_QUANT_CONFIG
     from quantfleet.hardware.pools import group_pools
     from quantfleet.inferenceservice.decide import ServiceFacts, conditions_of, outcome
 
@@ -46,8 +47,14 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(
                 "quantfleet render plans models given by spec.model.uri (no cluster to read a QuantizedModel)"
             )
-        config = Path(args.model_config).read_text()
+        config_path = Path(args.model_config)
+        config = config_path.read_text()
         json.loads(config)
+        # ModelOpt checkpoints may keep their quantization in hf_quant_config.json beside config.json
+        hf_quant_path = Path(args.hf_quant_config) if args.hf_quant_config else config_path.parent / HF_QUANT_CONFIG
+        hf_quant = hf_quant_path.read_text() if args.hf_quant_config or hf_quant_path.is_file() else None
+        if hf_quant is not None:
+            json.loads(hf_quant)
         nodes = load_nodes(args.nodes)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"quantfleet render: {exc}", file=sys.stderr)
@@ -62,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     facts = ServiceFacts(
         pools=group_pools(nodes),
         nodes=nodes,
-        configmaps={cm_name: {"data": {cm_key: config}}},
+        configmaps={cm_name: {"data": {cm_key: config, **({HF_QUANT_CONFIG: hf_quant} if hf_quant else {})}}},
         quantized_model=None,
         deployments={},
         vllm_image=versions.vllm_image(),
@@ -76,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for d in (out.status or {}).get("decisions") or []:
         print(
-            f"# pool {d['pool']}: {d['precision']} / KV {d['kvCacheDtype']} / TP {d['tensorParallelSize']}: "
-            f"{d['reason']}",
+            f"# pool {d['pool']}: {d['precision']} / KV {d['kvCacheDtype']} / TP {d['tensorParallelSize']}"
+            f" / checkpoint {d.get('checkpointFormat', 'bf16')} / compute {d.get('compute', '')}: {d['reason']}",
             file=sys.stderr,
         )
     print(yaml.safe_dump_all(list(out.apply), sort_keys=False))
@@ -88,6 +95,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("render", help="print the vLLM manifests an InferenceService would get (no cluster)")
     p.add_argument("-f", "--file", required=True, help="InferenceService YAML (spec.model.uri)")
     p.add_argument("--model-config", required=True, help="the model's config.json")
+    p.add_argument(
+        "--hf-quant-config",
+        help="ModelOpt hf_quant_config.json (default: the one beside config.json, if any)",
+    )
     p.add_argument(
         "--nodes",
         required=True,

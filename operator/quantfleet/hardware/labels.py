@@ -1,7 +1,8 @@
 """Node labels → GpuFacts: what GPU a Kubernetes node carries and what vLLM can do with it.
 
 Why this module exists: the operator never talks to a GPU. All it knows about a node's accelerators is what NVIDIA GPU
-Feature Discovery (``nvidia.com/gpu.*``) and the AMD node labeller (``amd.com/gpu.*``) wrote on the Node (BRIEF §3).
+Feature Discovery (``nvidia.com/gpu.*``) and the AMD node labeller (``amd.com/gpu.*``) wrote on the Node (label names
+and their sources: docs/gpu-formats.md).
 This module turns that label set into one typed, explained ``GpuFacts`` — from the table when the product is known,
 derived from compute capability / family / memory labels when it is not — or says clearly why it cannot
 (``LabelError``). It never raises anything else, whatever the labels contain.

@@ -5,7 +5,7 @@ a GPU the table has never heard of (a new SKU, a renamed product string). For th
 from what GPU Feature Discovery does tell us — compute capability, family, memory — and these rules are how. The
 table test checks that every table row agrees with these rules, so the two can never drift apart.
 
-Support levels (BRIEF §2, vLLM 0.33):
+Support levels (vLLM 0.33.0 source; the facts with their file:line references are in docs/gpu-formats.md):
 
 - ``native``   — the format's own kernel runs on this GPU: low-precision tensor-core math for W8A8/W4A4 formats
   (FP8 W8A8, FP8 block, NVFP4, MXFP4), the format's designated weight-only kernel for W8A16/W4A16 formats.
@@ -124,7 +124,7 @@ class SupportAccessors:
 
 _N, _F, _X = Support.NATIVE, Support.FALLBACK, Support.NO
 
-# Thresholds, each read from BRIEF §2.
+# Thresholds, each read from the vLLM 0.33.0 source (docs/gpu-formats.md).
 TURING: Final[ComputeCapability] = (7, 5)  # lowest capability quantfleet plans quantized formats for (Marlin on sm75)
 MARLIN_BF16: Final[ComputeCapability] = (8, 0)  # Marlin MXFP4 needs BF16 activations: Ampere and later
 FP8_W8A8: Final[ComputeCapability] = (8, 9)  # CUTLASS FP8 GEMM: Ada and later
@@ -133,13 +133,13 @@ BLACKWELL: Final[ComputeCapability] = (10, 0)  # FP4 tensor cores: NVFP4 W4A4 an
 
 
 def nvidia_support(cc: ComputeCapability) -> FormatSupport:
-    """Support levels for an NVIDIA GPU of compute capability ``cc`` (BRIEF §2)."""
+    """Support levels for an NVIDIA GPU of compute capability ``cc`` (docs/gpu-formats.md)."""
     if cc < TURING:
         return FormatSupport(_X, _X, _X, _X, _X, _X)
     return FormatSupport(
         fp8_w8a8=_N if cc >= FP8_W8A8 else _F,
         fp8_weight_only=_N,
-        fp8_block=_N if cc >= HOPPER else (_F if cc >= FP8_W8A8 else _X),
+        fp8_block=_N if cc >= HOPPER else _F,
         nvfp4=_N if cc >= BLACKWELL else _F,
         mxfp4=_N if cc >= BLACKWELL else (_F if cc >= MARLIN_BF16 else _X),
         int4_w4a16=_N,
@@ -251,9 +251,7 @@ _REASONS: Final[dict[tuple[Format, Support, Vendor], str]] = {
     ("fp8_weight_only", _X, "amd"): "no W8A16 FP8 path on ROCm (Marlin is CUDA-only); serve FP8 W8A8 instead",
     ("fp8_block", _N, "nvidia"): "128x128 block-scaled FP8 GEMMs run natively",
     ("fp8_block", _N, "amd"): "block-scaled FP8 GEMMs run on ROCm's FP8 kernels",
-    ("fp8_block", _F, "nvidia"): "no native block-scaled FP8 kernel before Hopper: vLLM uses a Triton/Marlin path "
-    "(works, slower than on Hopper/Blackwell)",
-    ("fp8_block", _X, "nvidia"): "block-scaled FP8 checkpoints are not supported below compute capability 8.9",
+    ("fp8_block", _F, "nvidia"): f"no native block-scaled FP8 kernel before Hopper: vLLM runs the linears {_MARLIN_WO}",
     ("nvfp4", _N, "nvidia"): "W4A4 on Blackwell FP4 tensor cores (CUDA >= 12.8)",
     ("nvfp4", _F, "nvidia"): f"no FP4 tensor cores: NVFP4 checkpoints run as W4A16, {_MARLIN_WO}",
     ("nvfp4", _X, "amd"): "NVFP4 is emulation-only on AMD: not a serving path",

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from quantfleet.api.checkpoint import HF_QUANT_CONFIG, CheckpointQuant, UnsupportedCheckpoint, parse_checkpoint_quant
 from quantfleet.api.common import first_error
 from quantfleet.api.conditions import Cond, is_true
 from quantfleet.api.inferenceservice import InferenceServiceSpec
@@ -21,7 +22,16 @@ from quantfleet.hardware import LabelError
 from quantfleet.hardware.labels import short_name
 from quantfleet.hardware.pools import ClusterGpus, GpuPool, pool_for_selector
 from quantfleet.inferenceservice import status as st
-from quantfleet.planning import Checkpoint, ConfigError, ModelArch, PlanError, PlanRequest, decide, parse_model_config
+from quantfleet.planning import (
+    Checkpoint,
+    ConfigError,
+    ModelArch,
+    PlanError,
+    PlanRequest,
+    decide,
+    parse_model_config,
+    router_ignore_patterns,
+)
 from quantfleet.planning.decision import Decision
 from quantfleet.render.common import short_hash
 from quantfleet.render.outcome import Event, Outcome
@@ -36,6 +46,8 @@ from quantfleet.render.vllm import (
 )
 
 REPLAN_ANNOTATION = "quantfleet.io/replan"
+# checkpointFormat values of an unquantized base model (anything else is a checkpoint that names its method).
+BASE_FORMATS = frozenset({"bf16", "fp16", "fp32"})
 Obj = dict[str, Any]
 
 
@@ -70,14 +82,22 @@ class ResolvedModel:
     credentials: str | None
 
 
-def _config(facts: ServiceFacts, name: str, key: str) -> ModelArch:
+def _config(facts: ServiceFacts, name: str, key: str) -> tuple[ModelArch, CheckpointQuant | None]:
+    """The architecture from the ConfigMap's config.json, and the checkpoint's quantization (None for a base model):
+    config.json's quantization_config, else ModelOpt's hf_quant_config.json when the ConfigMap carries that key."""
     cm = facts.configmaps.get(name)
-    if cm is None or key not in (cm.get("data") or {}):
+    data = (cm or {}).get("data") or {}
+    if cm is None or key not in data:
         raise Blocked("ModelConfigMissing", f"ConfigMap {name} with key {key!r} not found", waiting=True)
     try:
-        return parse_model_config(json.loads(cm["data"][key]))
+        cfg = json.loads(data[key])
+        arch = parse_model_config(cfg)
+        hf_quant = json.loads(data[HF_QUANT_CONFIG]) if HF_QUANT_CONFIG in data else None
     except (json.JSONDecodeError, ConfigError) as exc:
         raise Blocked("SpecInvalid", f"ConfigMap {name}/{key} is not a usable config.json: {exc}") from exc
+    if hf_quant is not None and not isinstance(hf_quant, dict):
+        raise Blocked("SpecInvalid", f"ConfigMap {name}/{HF_QUANT_CONFIG} is not a JSON object")
+    return arch, parse_checkpoint_quant(cfg, hf_quant)  # UnsupportedCheckpoint: the caller names the model
 
 
 def config_ref(spec: InferenceServiceSpec, qm: Obj | None) -> tuple[str, str] | None:
@@ -94,9 +114,14 @@ def resolve_model(name: str, spec: InferenceServiceSpec, facts: ServiceFacts) ->
     creds = model.credentials_secret.name if model.credentials_secret else None
     if model.quantized_model_ref is None:
         assert model.uri is not None and model.config_ref is not None  # CEL guarantees both
-        return ResolvedModel(
-            _config(facts, model.config_ref.name, model.config_ref.key), model.uri, None, served, creds
-        )
+        try:
+            arch, quant = _config(facts, model.config_ref.name, model.config_ref.key)
+        except UnsupportedCheckpoint as exc:
+            raise Blocked("CannotHonour", f"model {model.uri}: {exc}") from exc
+        if quant is None:  # a base model: precision is decided per pool
+            return ResolvedModel(arch, model.uri, None, served, creds)
+        # a pre-quantized checkpoint: served in its own format, never re-quantized
+        return ResolvedModel(arch, None, Checkpoint.published(quant, model.uri), served, creds)
     qm_name = model.quantized_model_ref.name
     qm = facts.quantized_model
     if qm is None:
@@ -119,16 +144,22 @@ def resolve_model(name: str, spec: InferenceServiceSpec, facts: ServiceFacts) ->
             f"neither spec.model.configRef nor QuantizedModel {qm_name}"
             " .spec.source.modelConfigRef names a config.json to plan capacity with",
         )
-    arch = _config(facts, *ref)
     try:
-        checkpoint = Checkpoint(
-            scheme=qspec["scheme"],
-            format=ckpt["format"],
-            uri=ckpt["uri"],
+        arch, _ = _config(facts, *ref)
+    except UnsupportedCheckpoint as exc:  # the base model's own config names a method vLLM cannot load
+        raise Blocked("CannotHonour", f"QuantizedModel {qm_name} source config: {exc}") from exc
+    extra = tuple(((qspec.get("moe") or {}).get("extraIgnore")) or ())
+    try:
+        checkpoint = Checkpoint.calibrated(
+            qspec["scheme"],
+            ckpt["format"],
+            ckpt["uri"],
             kv_cache_scales=bool(qspec.get("kvCacheScales")),
+            ignore=tuple(dict.fromkeys((*router_ignore_patterns(arch), *extra))),
+            algorithm=qspec.get("algorithm"),
         )
     except PlanError as exc:
-        raise Blocked("SpecInvalid", str(exc)) from exc
+        raise Blocked("CannotHonour" if exc.kind == "unsupported" else "SpecInvalid", str(exc)) from exc
     return ResolvedModel(arch, base, checkpoint, served, creds)
 
 
@@ -162,6 +193,8 @@ def _pool_decision(name: str, pool: GpuPool, d: Decision, model: ResolvedModel, 
         "kvCacheDtype": d.kv_cache_dtype,
         "tensorParallelSize": d.tensor_parallel_size,
         **({"quantization": d.quantization_flag} if d.quantization_flag else {}),
+        "checkpointFormat": d.checkpoint_format,
+        "compute": d.compute,
         "native": d.native,
         "reason": d.reason + ("" if not d.warnings else " Warnings: " + " ".join(d.warnings)),
         "deployment": deployment_name(isvc, name),
@@ -175,8 +208,9 @@ def _pool_decision(name: str, pool: GpuPool, d: Decision, model: ResolvedModel, 
 
 def plan_pools(
     name: str, spec: InferenceServiceSpec, model: ResolvedModel, cluster: ClusterGpus, nodes: Sequence[Obj]
-) -> list[Obj]:
-    """Per-pool decisions. Raises Blocked when the request cannot be honoured (nothing is half-applied)."""
+) -> tuple[list[Obj], list[str]]:
+    """(per-pool decisions, why the automatic mode left usable pools out). Raises Blocked when the request cannot be
+    honoured (nothing is half-applied): an explicit pool that cannot serve it blocks the whole service."""
     if spec.pools:
         out = []
         for p in spec.pools:
@@ -192,7 +226,7 @@ def plan_pools(
                 raise Blocked("CannotHonour", f"pool {p.name} ({short_name(pool.facts)}): {exc}") from exc
             replicas = p.replicas if p.replicas is not None else spec.replicas
             out.append(_pool_decision(p.name, pool, d, model, replicas, name))
-        return out
+        return out, []
     ranked: list[tuple[tuple[int, float, str], Obj]] = []
     refusals: list[str] = []
     for pool in cluster.pools:
@@ -209,7 +243,7 @@ def plan_pools(
         detail = "; ".join(refusals) or "the cluster has no usable GPU pool"
         raise Blocked("CannotHonour", f"no GPU pool can serve this request: {detail}")
     ranked.sort(key=lambda kv: kv[0])
-    return [d for _, d in ranked[: spec.max_pools]]
+    return [d for _, d in ranked[: spec.max_pools]], refusals
 
 
 def service_input(
@@ -246,6 +280,7 @@ def rollouts(spec: InferenceServiceSpec, decisions: list[Obj]) -> list[PoolRollo
             kv_cache_dtype=d["kvCacheDtype"],
             quantization=d.get("quantization"),
             model=ModelLocation(d["modelUri"]),
+            quantized_checkpoint=d.get("checkpointFormat", "bf16") not in BASE_FORMATS,
             replicas=d["replicas"],
             tolerations=tolerations.get(d["pool"], ()),
         )
@@ -282,7 +317,7 @@ def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
         model = resolve_model(name, spec, facts)
         want_hash = plan_hash(spec, model, (meta.get("annotations") or {}).get(REPLAN_ANNOTATION))
         fresh = not (prev.get("planHash") == want_hash and pinned)
-        decisions = plan_pools(name, spec, model, facts.pools, facts.nodes) if fresh else pinned
+        decisions, skipped = plan_pools(name, spec, model, facts.pools, facts.nodes) if fresh else (pinned, [])
     except Blocked as exc:
         # Existing Deployments keep serving (nothing torn down); status says why nothing new is rolled out.
         return st.blocked(isvc, exc.reason, str(exc), exc.waiting, pinned, facts.deployments, facts.now)
@@ -305,6 +340,7 @@ def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
             )
             for d in decisions
         ]
+        events += [Event("Normal", "PoolSkipped", f"pool {why}"[:1000]) for why in skipped]
     plan_generation = meta.get("generation") if fresh else prev.get("planGeneration", meta.get("generation"))
     status, transition_events = st.serving(
         isvc, decisions, want_hash, plan_generation, facts.pools, facts.deployments, facts.now

@@ -161,6 +161,8 @@ def serving(
         "planHash": plan_hash,
         "planGeneration": plan_generation,
         "precision": ",".join(dict.fromkeys(d["precision"] for d in decisions)),
+        "checkpointFormat": ",".join(dict.fromkeys(d.get("checkpointFormat") or "bf16" for d in decisions)),
+        "compute": "; ".join(f"{d['pool']}: {d['compute']}" for d in decisions if d.get("compute")) or None,
         "kvCacheDtype": ",".join(dict.fromkeys(d["kvCacheDtype"] for d in decisions)),
         "pools": ",".join(d["pool"] for d in decisions),
         "replicas": total,

@@ -1,6 +1,6 @@
 """Capacity planner: parameters, weight bytes per format, KV bytes per token, and vLLM's memory budget.
 
-Why it exists: the precision decision is mostly a memory decision (BRIEF §6: FP8 halves the
+Why it exists: the precision decision is mostly a memory decision (FP8 halves the
 weights, so roughly doubles the KV cache). This module turns a `ModelArch` plus a GPU's memory into
 the numbers vLLM prints at startup (`Available KV cache memory`, `GPU KV cache size: N tokens`,
 `Maximum concurrency for L tokens per request`), close enough to choose a precision, a KV dtype and
@@ -13,7 +13,8 @@ Parameters (per layer unless noted; h = hidden, i = dense intermediate, m = expe
   norms 2*h per layer + h (+ q/k norms for Qwen3). Active-per-token counts only top-k experts and
   includes embeddings and lm_head, the way model cards count it (Qwen3-30B-A3B: 3.3B active).
 
-Weight bytes. Embeddings, lm_head, routers/gates and norms always stay BF16 (BRIEF §4-5). The
+Weight bytes. Embeddings, lm_head, routers/gates and norms always stay BF16 (routers: quantization noise flips
+routing decisions, docs/calibration.md). The
 native 4-bit formats (nvfp4, mxfp4) on MoE models are MLP-only by default: attention stays BF16,
 as ModelOpt's NVFP4_MLP_ONLY_CFG and gpt-oss MXFP4 checkpoints do. Scales:
   fp8        1 byte/element + one FP32 scale per output channel (per-tensor is smaller still)
@@ -28,7 +29,7 @@ kv_heads < TP each GPU keeps a replica of one head, so per-GPU bytes stop shrink
 are replicated on every GPU). A sliding-window layer holds at most window - 1 + T tokens per
 sequence (T = max_num_batched_tokens in flight; vLLM 0.33 `SlidingWindowSpec`), so a sequence of
 c tokens costs per_layer * (full_layers * c + sliding_layers * min(c, window - 1 + T)).
-`kv_bytes_per_token` is the BRIEF §2 full-attention figure (every KV layer, TP=1);
+`kv_bytes_per_token` is the full-attention figure 2 x layers x kv_heads x head_dim x bytes (every KV layer, TP=1);
 `sliding_cap_bytes` is the most the sliding layers hold for one sequence (TP=1).
 
 vLLM memory accounting (0.33, v1 engine), per GPU:
@@ -55,8 +56,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Literal, get_args
 
+from quantfleet.api.checkpoint import CheckpointQuant, TensorQuant
 from quantfleet.planning.model import ModelArch
 
 GIB = 1024**3
@@ -250,7 +253,8 @@ def count_parameters(arch: ModelArch) -> ParamCount:
 
 
 def default_quantize_attention(arch: ModelArch, fmt: WeightFormat) -> bool:
-    """MLP-only for native 4-bit formats on MoE models (BRIEF §4); every other case quantizes attention."""
+    """MLP-only for native 4-bit formats on MoE models (the MoE recipe planning.tools picks); every other case
+    quantizes attention."""
     return not (arch.is_moe and fmt in _MLP_ONLY_BY_DEFAULT)
 
 
@@ -297,6 +301,139 @@ def _quantized_bytes(g: TensorGroup, fmt: WeightFormat) -> int:
     raise ValueError(f"no quantized layout for {fmt!r}")
 
 
+# --- weight bytes of a real checkpoint -----------------------------------------------------------
+
+# How each family names its MoE block, router, shared experts and expert projections in the checkpoint (the module
+# paths vLLM matches a checkpoint's ignore list against). Families not listed use the Llama/Qwen spelling.
+_MOE_BLOCK: dict[str, str] = {"mixtral": "block_sparse_moe", "llama4": "feed_forward"}
+_DENSE_BLOCK: dict[str, str] = {"llama4": "feed_forward"}
+_ROUTER_NAME: dict[str, str] = {"gpt_oss": "router", "llama4": "router", "afmoe": "router.gate"}
+_SHARED_NAME: dict[str, str] = {"deepseek": "shared_experts", "glm4_moe": "shared_experts", "afmoe": "shared_experts"}
+_EXPERT_PROJ: dict[str, dict[str, str]] = {
+    "mixtral": {"gate_proj": "w1", "up_proj": "w3", "down_proj": "w2"},
+    "gpt_oss": {"gate_proj": "gate_up_proj", "up_proj": "gate_up_proj", "down_proj": "down_proj"},
+}
+_FUSED_EXPERTS = frozenset({"gpt_oss"})  # experts stored as one tensor per projection, no per-expert index
+
+
+def module_path(arch: ModelArch, group: TensorGroup, layer: int) -> str:
+    """The Hugging Face module path of `group`'s matrix in `layer` (expert 0 for expert groups)."""
+    if group.role == "embedding":
+        return "model.embed_tokens"
+    if group.role == "lm_head":
+        return "lm_head"
+    base = f"model.layers.{layer}"
+    fam = arch.family
+    if group.role == "attention":
+        return f"{base}.self_attn.{group.name}"
+    if group.role == "mlp":
+        return f"{base}.{_DENSE_BLOCK.get(fam, 'mlp')}.{group.name}"
+    block = f"{base}.{_MOE_BLOCK.get(fam, 'mlp')}"
+    if group.role == "router":
+        leaf = "shared_expert_gate" if group.name == "shared_expert_gate" else _ROUTER_NAME.get(fam, "gate")
+        return f"{block}.{leaf}"
+    proj = group.name.rpartition(".")[2]
+    if group.role == "shared_expert":
+        return f"{block}.{_SHARED_NAME.get(fam, 'shared_expert')}.{proj}"
+    proj = _EXPERT_PROJ.get(fam, {}).get(proj, proj)
+    return f"{block}.experts.{proj}" if fam in _FUSED_EXPERTS else f"{block}.experts.0.{proj}"
+
+
+def _layers_of(arch: ModelArch, group: TensorGroup) -> list[int]:
+    if group.role in ("embedding", "lm_head"):
+        return [0]
+    mask = arch.moe_layer_mask or (False,) * arch.num_layers
+    if group.role == "mlp":
+        return [i for i in range(arch.num_layers) if not mask[i]]
+    if group.role in ("expert", "shared_expert", "router"):
+        return [i for i in range(arch.num_layers) if mask[i]]
+    return list(range(arch.num_layers))
+
+
+def checkpoint_weight_bytes(arch: ModelArch, quant: CheckpointQuant) -> WeightBytes:
+    """Bytes of a quantized checkpoint as vLLM holds it in GPU memory, from its real layout.
+
+    Each linear layer of each decoder layer is quantized or kept 16-bit as the checkpoint's own ignore list, targets
+    and method say (`CheckpointQuant.quantizes`); embeddings, norms and routers always stay 16-bit. Scales follow
+    the weights' strategy: FP32 per tensor / per channel / per 128x128 block for FP8, FP16 per group (+ packed zero
+    points when asymmetric) for INT4, one E4M3 byte per 16 elements + two FP32 per tensor for NVFP4, one E8M0 byte
+    per 32 elements for MXFP4. A checkpoint quantfleet calibrates itself in NVFP4/MXFP4 on a MoE model is MLP-only
+    (attention 16-bit), the recipe planning.tools picks for MoE.
+    """
+    return _checkpoint_weight_bytes(arch, quant)
+
+
+@lru_cache(maxsize=512)
+def _checkpoint_weight_bytes(arch: ModelArch, quant: CheckpointQuant) -> WeightBytes:
+    keep_attention = quant.source == "calibration" and arch.is_moe and quant.scheme in ("nvfp4", "mxfp4")
+    by_role: dict[str, int] = {}
+    bf16: list[str] = []
+    quantized: list[str] = []
+    for g in tensor_inventory(arch):
+        q_count = 0
+        if g.role not in ("embedding", "norm", "router") and not (keep_attention and g.role == "attention"):
+            layers = _layers_of(arch, g)
+            per_layer = g.count // max(1, len(layers))
+            q_count = per_layer * sum(1 for i in layers if quant.quantizes(module_path(arch, g, i)))
+        size = (g.count - q_count) * g.rows * g.cols * 2
+        if q_count:
+            size += _tensor_bytes(g.rows, g.cols, q_count, quant.weights)
+            quantized.append(g.role)
+        if q_count < g.count:
+            bf16.append(g.role)
+        by_role[g.role] = by_role.get(g.role, 0) + size
+    return WeightBytes(
+        format=checkpoint_weight_format(quant),
+        total=sum(by_role.values()),
+        by_role=by_role,
+        bf16_roles=tuple(dict.fromkeys(bf16)),
+        quantized_roles=tuple(dict.fromkeys(quantized)),
+    )
+
+
+def checkpoint_weight_format(quant: CheckpointQuant) -> WeightFormat:
+    """The closest legacy weight-format label (for CapacityEstimate.weight_format and TP checks)."""
+    return {
+        "fp8-w8a8": "fp8",
+        "fp8-w8a16": "fp8",
+        "fp8-block": "fp8-block",
+        "int4-w4a16": "w4a16" if quant.weights.symmetric else "w4a16-asym",
+        "nvfp4": "nvfp4",
+        "nvfp4-w4a16": "nvfp4a16",
+        "mxfp4": "mxfp4",
+        "mxfp4-experts": "mxfp4",
+    }[quant.scheme]
+
+
+def _tensor_bytes(rows: int, cols: int, n: int, w: TensorQuant) -> int:
+    """`n` rows x cols matrices quantized as `w`, scales included."""
+    data = (rows * cols * n * w.bits + 7) // 8
+    if w.strategy == "tensor":
+        return data + 4 * n
+    if w.strategy == "channel":
+        return data + rows * n * 4
+    if w.strategy == "block":
+        br, bc = w.block or (128, 128)
+        return data + math.ceil(rows / br) * math.ceil(cols / bc) * n * 4
+    group = w.group_size or cols
+    groups = rows * math.ceil(cols / group) * n
+    if w.type == "int":
+        return data + groups * 2 + ((groups + 1) // 2 if not w.symmetric else 0)
+    if w.strategy == "tensor_group":  # NVFP4: E4M3 per group + two FP32 per tensor
+        return data + groups + 8 * n
+    return data + groups  # MXFP4: E8M0 per group
+
+
+def checkpoint_group(quant: CheckpointQuant) -> int | None:
+    """Elements per scale group along the input dimension (what a TP split must keep whole), or None."""
+    w = quant.weights
+    if w.strategy == "block":
+        return (w.block or (128, 128))[1]
+    if w.strategy in ("group", "tensor_group"):
+        return w.group_size
+    return None
+
+
 # --- KV cache ----------------------------------------------------------------------------------
 
 
@@ -315,7 +452,7 @@ def kv_bytes_per_token_per_layer(arch: ModelArch, kv_dtype: str, tensor_parallel
 
 
 def kv_bytes_per_token(arch: ModelArch, kv_dtype: str) -> int:
-    """BRIEF §2: 2 x layers x kv_heads x head_dim x bytes, every attention layer as if full (TP=1)."""
+    """2 (K, V) x layers x kv_heads x head_dim x bytes, every attention layer as if full (TP=1)."""
     full, sliding = kv_layers(arch)
     return (full + sliding) * kv_bytes_per_token_per_layer(arch, kv_dtype)
 
@@ -371,8 +508,12 @@ def estimate_capacity(
     max_num_batched_tokens: int | None = None,
     max_num_seqs: int | None = None,
     quantize_attention: bool | None = None,
+    checkpoint: CheckpointQuant | None = None,
 ) -> CapacityEstimate:
-    """Capacity of one replica at a given TP; `fits` says whether vLLM would start with `max_model_len`."""
+    """Capacity of one replica at a given TP; `fits` says whether vLLM would start with `max_model_len`.
+
+    With `checkpoint`, the weight bytes come from that checkpoint's real layout (`checkpoint_weight_bytes`) and
+    `weight_format` is only a label."""
     tp = tensor_parallel_size
     if tp < 1:
         raise ValueError(f"tensor_parallel_size must be >= 1, got {tp}")
@@ -387,7 +528,11 @@ def estimate_capacity(
     s = max_num_seqs or default_s
 
     params = count_parameters(arch)
-    wb = weight_bytes(arch, weight_format, quantize_attention=quantize_attention)
+    wb = (
+        checkpoint_weight_bytes(arch, checkpoint)
+        if checkpoint is not None
+        else weight_bytes(arch, weight_format, quantize_attention=quantize_attention)
+    )
     weights_gpu = math.ceil(wb.total / tp)
     total_mem = gpu_memory_mib * MIB
     budget = math.ceil(total_mem * gpu_memory_utilization)  # vLLM request_memory()
@@ -458,7 +603,9 @@ def estimate_capacity(
     )
 
 
-def tensor_parallel_constraint(arch: ModelArch, weight_format: WeightFormat, tp: int) -> str | None:
+def tensor_parallel_constraint(
+    arch: ModelArch, weight_format: WeightFormat, tp: int, checkpoint: CheckpointQuant | None = None
+) -> str | None:
     """Why vLLM cannot shard this model `tp` ways in this format, or None when it can.
 
     Read from vLLM 0.33: attention heads must split evenly and KV heads must divide or be divided by TP;
@@ -472,19 +619,21 @@ def tensor_parallel_constraint(arch: ModelArch, weight_format: WeightFormat, tp:
     kv = arch.num_kv_heads
     if arch.mla is None and kv % tp and tp % kv:
         return f"TP={tp} and {kv} KV heads: neither divides the other"
-    group = _GROUP.get(weight_format)
+    group = checkpoint_group(checkpoint) if checkpoint is not None else _GROUP.get(weight_format)
     if group is None:
         return None
-    widths = [("o_proj input", heads * arch.head_dim if arch.mla is None else heads * arch.mla.v_head_dim)]
-    if arch.num_dense_layers:
-        widths.append(("MLP intermediate", arch.intermediate_size))
+    widths: list[tuple[str, int]] = []
+    if checkpoint is None or not checkpoint.experts_only:
+        widths.append(("o_proj input", heads * arch.head_dim if arch.mla is None else heads * arch.mla.v_head_dim))
+        if arch.num_dense_layers:
+            widths.append(("MLP intermediate", arch.intermediate_size))
     if arch.is_moe:
         widths.append(("expert intermediate", arch.moe_intermediate_size))
     for what, width in widths:
         if width % tp or (width // tp) % group:
             return (
                 f"TP={tp} splits the {what} ({width}) into {width / tp:g}, "
-                f"not a multiple of the {weight_format} group {group}"
+                f"not a multiple of the {checkpoint.scheme if checkpoint else weight_format} group {group}"
             )
     return None
 
@@ -502,6 +651,7 @@ def fit_tensor_parallel(
     max_num_batched_tokens: int | None = None,
     max_num_seqs: int | None = None,
     quantize_attention: bool | None = None,
+    checkpoint: CheckpointQuant | None = None,
 ) -> tuple[CapacityEstimate | None, str]:
     """Smallest TP in {1,2,4,8} (<= GPUs per node, valid for the model) that fits; else (largest tried, reasons).
 
@@ -512,7 +662,7 @@ def fit_tensor_parallel(
     for tp in TENSOR_PARALLEL_SIZES:
         if tp > gpus_per_node:
             break
-        constraint = tensor_parallel_constraint(arch, weight_format, tp)
+        constraint = tensor_parallel_constraint(arch, weight_format, tp, checkpoint)
         if constraint:
             tried.append(constraint)
             continue
@@ -528,6 +678,7 @@ def fit_tensor_parallel(
             max_num_batched_tokens=max_num_batched_tokens,
             max_num_seqs=max_num_seqs,
             quantize_attention=quantize_attention,
+            checkpoint=checkpoint,
         )
         if est.fits:
             return est, est.reason

@@ -1,7 +1,17 @@
 """The precision decision: (model, GPU, request, available checkpoints) -> precision, KV dtype, TP, capacity, reason.
 
-Why it exists: this is the judgement practitioners make by hand (BRIEF §6), made once, as a pure function
-with its reason, so the InferenceService controller, `quantfleet plan` and the tests all agree.
+Why it exists: "which precision on which GPU" is a judgement practitioners make by hand (FP8 where the GPU has FP8
+math, 16-bit or weight-only formats where it has not, 4-bit where a calibrated checkpoint exists: the GPU x format
+facts and their vLLM sources are in docs/gpu-formats.md). It is made once, here, as a pure function with its reason,
+so the InferenceService controller, `quantfleet plan` and the tests all agree.
+
+A published, pre-quantized checkpoint (`model.uri` whose config.json names a quantization method) is not a base
+model: it is served in its own format or not at all. Per GPU, `quantfleet.hardware.kernels` says which vLLM 0.33
+kernel runs it natively, which weight-only fallback kernel serves it, or why vLLM refuses it (docs/
+checkpoint-formats.md); the weights are sized from the checkpoint's real layout; `--quantization` is never passed (the
+checkpoint names its method, vLLM detects it); an explicit `precision` is a constraint checked against the checkpoint
+(a mismatch is a PlanError), never a transformation. A checkpoint that carries calibrated FP8 KV-cache scales gets an
+FP8 KV cache where FP8 is native (`auto`).
 
 Precision, `auto` (first candidate that fits wins):
   1. a 4-bit checkpoint the GPU computes natively, when one is Ready: NVFP4 (then MXFP4) on Blackwell,
@@ -40,13 +50,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
+from quantfleet.api.checkpoint import CheckpointQuant, UnsupportedCheckpoint, from_calibration
+from quantfleet.api.recipe import SCHEMES
 from quantfleet.hardware import Format, GpuFacts, Support, gpu_facts_from_labels, short_name
+from quantfleet.hardware.kernels import KernelChoice, checkpoint_kernel
 from quantfleet.planning.capacity import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
     GIB,
     CapacityEstimate,
     WeightFormat,
     batch_defaults,
+    checkpoint_weight_format,
     estimate_capacity,
     fit_tensor_parallel,
     tensor_parallel_constraint,
@@ -64,17 +78,10 @@ PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 REQUESTED_PRECISIONS: tuple[RequestedPrecision, ...] = get_args(RequestedPrecision)
 REQUESTED_KV_DTYPES: tuple[RequestedKvDtype, ...] = get_args(RequestedKvDtype)
 
-# QuantizedModel scheme (or serving precision) -> (serving precision, weight format in memory).
-_SCHEMES: dict[str, tuple[Precision, WeightFormat]] = {
-    "fp8": ("fp8", "fp8"),
-    "fp8-dynamic": ("fp8", "fp8"),
-    "fp8-static": ("fp8", "fp8"),
-    "fp8-block": ("fp8-block", "fp8-block"),
-    "w4a16": ("w4a16", "w4a16"),
-    "nvfp4": ("nvfp4", "nvfp4"),
-    "nvfp4a16": ("w4a16", "nvfp4a16"),  # FP4 elements, 16-bit math: weight-only on every GPU
-    "mxfp4": ("mxfp4", "mxfp4"),
-}
+CheckpointOrigin = Literal["calibrated", "published"]
+_PRECISION_OF: dict[str, Precision] = {p: p for p in PRECISIONS}
+# Serving precisions that name a calibration scheme loosely (`quantfleet plan --checkpoint fp8=...`).
+_SCHEME_ALIASES: dict[str, str] = {"fp8": "fp8-dynamic"}
 _FORMAT: dict[Precision, Format] = {
     "bf16": "int4_w4a16",  # unused: bf16 is never "no"
     "fp8": "fp8_w8a8",
@@ -109,28 +116,62 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A Ready QuantizedModel checkpoint the InferenceService may serve."""
+    """A quantized checkpoint the service may serve: a Ready QuantizedModel's (`calibrated`) or the model URI itself
+    when its config.json names a quantization method (`published`). Both are described by one `CheckpointQuant`."""
 
-    scheme: str
-    format: CheckpointFormat
+    quant: CheckpointQuant
     uri: str
-    kv_cache_scales: bool = False  # carries calibrated FP8 KV-cache scales
+    origin: CheckpointOrigin = "calibrated"
+    scheme: str = ""  # the QuantizedModel scheme, for calibrated checkpoints
 
-    def __post_init__(self) -> None:
-        if self.scheme not in _SCHEMES:
-            raise PlanError(
-                f"checkpoint {self.uri!r}: unknown scheme {self.scheme!r}; expected one of {', '.join(_SCHEMES)}"
-            )
-        if self.format not in get_args(CheckpointFormat):
-            raise PlanError(f"checkpoint {self.uri!r}: unknown format {self.format!r}")
+    @classmethod
+    def calibrated(
+        cls,
+        scheme: str,
+        checkpoint_format: str = "compressed-tensors",
+        uri: str = "",
+        *,
+        kv_cache_scales: bool = False,
+        ignore: tuple[str, ...] = ("lm_head",),
+        algorithm: str | None = None,
+    ) -> Checkpoint:
+        """The checkpoint a QuantizedModel's calibration Job wrote (scheme, tool format, recipe ignore patterns)."""
+        name = _SCHEME_ALIASES.get(scheme, scheme)
+        scheme_t = next((s for s in SCHEMES if s == name), None)
+        if scheme_t is None:
+            raise PlanError(f"checkpoint {uri!r}: unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
+        fmt = next((f for f in get_args(CheckpointFormat) if f == checkpoint_format), None)
+        if fmt is None:
+            raise PlanError(f"checkpoint {uri!r}: unknown format {checkpoint_format!r}")
+        try:
+            quant = from_calibration(scheme_t, fmt, kv_cache_scales=kv_cache_scales, ignore=ignore, algorithm=algorithm)
+        except UnsupportedCheckpoint as exc:
+            raise PlanError(f"checkpoint {uri or scheme!r}: {exc}", kind="unsupported") from exc
+        return cls(quant=quant, uri=uri, origin="calibrated", scheme=scheme_t)
+
+    @classmethod
+    def published(cls, quant: CheckpointQuant, uri: str) -> Checkpoint:
+        """A pre-quantized checkpoint served as it is (its config.json names its method)."""
+        return cls(quant=quant, uri=uri, origin="published", scheme="")
 
     @property
     def precision(self) -> Precision:
-        return _SCHEMES[self.scheme][0]
+        return _PRECISION_OF[self.quant.precision]
 
     @property
     def weight_format(self) -> WeightFormat:
-        return _SCHEMES[self.scheme][1]
+        return checkpoint_weight_format(self.quant)
+
+    @property
+    def kv_cache_scales(self) -> bool:
+        """Carries calibrated FP8 KV-cache scales."""
+        kv = self.quant.kv_cache
+        return kv is not None and kv.calibrated and kv.dtype == "fp8_e4m3"
+
+    @property
+    def name(self) -> str:
+        """How reasons name it: the calibration scheme, or the published checkpoint's method and scheme."""
+        return self.scheme if self.origin == "calibrated" else self.quant.label
 
 
 @dataclass(frozen=True)
@@ -166,7 +207,11 @@ class PlanRequest:
 
 @dataclass(frozen=True)
 class Decision:
-    """How to serve the model on this GPU, and why."""
+    """How to serve the model on this GPU, and why.
+
+    `checkpoint_format` is what the weights ARE (bf16 for a base model, else the checkpoint's method and scheme);
+    `compute` is what the pool computes in (e.g. "mxfp4 weights, bf16 math via Marlin"); `kernel` names the vLLM
+    kernel for a checkpoint."""
 
     precision: Precision
     kv_cache_dtype: str
@@ -177,6 +222,9 @@ class Decision:
     native: bool
     reason: str
     warnings: tuple[str, ...] = ()
+    checkpoint_format: str = "bf16"
+    compute: str = ""
+    kernel: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the `quantfleet plan --output json` keys; status writers can reuse it)."""
@@ -194,6 +242,9 @@ class Decision:
             "reason": self.reason,
             "quantization_flag": self.quantization_flag,
             "checkpoint": (self.checkpoint.uri or None) if self.checkpoint else None,
+            "checkpoint_format": self.checkpoint_format,
+            "compute": self.compute,
+            "kernel": self.kernel,
             "native": self.native,
             "warnings": list(self.warnings),
             "vllm_args": list(self.vllm_args),
@@ -253,10 +304,13 @@ def support_level(gpu: GpuFacts, precision: Precision) -> tuple[SupportLevel, st
     return "no", f"{words} cannot run on this GPU"
 
 
-def _checkpoint_level(gpu: GpuFacts, ckpt: Checkpoint) -> SupportLevel:
-    if ckpt.weight_format == "nvfp4a16":  # weight-only FP4: runs where any NVFP4 path exists
-        return "no" if gpu.nvfp4 == Support.NO else "native"
-    return support_level(gpu, ckpt.precision)[0]
+def checkpoint_support(gpu: GpuFacts, ckpt: Checkpoint) -> tuple[SupportLevel, KernelChoice]:
+    """How this GPU runs a checkpoint (the vLLM 0.33 kernel table in quantfleet.hardware.kernels)."""
+    kernel = checkpoint_kernel(gpu, ckpt.quant)
+    level: SupportLevel = (
+        "native" if kernel.level is Support.NATIVE else ("fallback" if kernel.level is Support.FALLBACK else "no")
+    )
+    return level, kernel
 
 
 def fp8_kv_native(gpu: GpuFacts) -> bool:
@@ -274,14 +328,57 @@ class _Candidate:
     checkpoint: Checkpoint | None
     level: SupportLevel
     why: str
+    kernel: KernelChoice | None = None
 
 
 def decide(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> Decision:
     """Precision, KV dtype, TP and capacity for serving `arch` on `gpu`; PlanError with a reason otherwise."""
     _check_lengths(arch, request)
+    published = [c for c in request.checkpoints if c.origin == "published"]
+    if published:
+        return _decide_published(arch, gpu, request, published[0])
     if request.precision == "auto":
         return _decide_auto(arch, gpu, request)
     return _decide_explicit(arch, gpu, request, request.precision)
+
+
+def _decide_published(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, ckpt: Checkpoint) -> Decision:
+    """A pre-quantized checkpoint: its own format on this GPU, or a PlanError saying why not."""
+    name = gpu_name(gpu)
+    wanted = request.precision
+    if wanted != "auto" and wanted != ckpt.precision:
+        raise PlanError(
+            f"precision {wanted} requested but the checkpoint {ckpt.uri} is {ckpt.quant.label} ({ckpt.precision}): "
+            f"precision is checked against a pre-quantized checkpoint, it never re-quantizes one; set precision "
+            f"{ckpt.precision} or auto, or serve a checkpoint in {wanted}",
+            kind="invalid-request",
+            precision=wanted,
+        )
+    level, kernel = checkpoint_support(gpu, ckpt)
+    if level == "no":
+        raise PlanError(
+            f"{name} cannot serve the {ckpt.quant.label} checkpoint: {kernel.reason} [vLLM 0.33.0 {kernel.source}]",
+            kind="unsupported",
+            precision=ckpt.precision,
+        )
+    how = "runs natively" if level == "native" else "runs only through a fallback kernel"
+    cand = _Candidate(
+        ckpt.precision,
+        ckpt.weight_format,
+        ckpt,
+        level,
+        f"the checkpoint's own format ({ckpt.quant.label}) {how}: {kernel.reason}",
+        kernel,
+    )
+    decision, failure, est = _evaluate(arch, gpu, request, cand)
+    if decision is None:
+        raise PlanError(
+            f"the {ckpt.quant.label} checkpoint does not fit on {name}: {failure}",
+            kind="does-not-fit",
+            capacity=est,
+            precision=ckpt.precision,
+        )
+    return decision
 
 
 def _check_lengths(arch: ModelArch, request: PlanRequest) -> None:
@@ -309,18 +406,25 @@ def decide_for_node(arch: ModelArch, labels: Mapping[str, str], request: PlanReq
 def _decide_explicit(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, precision: Precision) -> Decision:
     level, words = support_level(gpu, precision)
     name = gpu_name(gpu)
-    if level == "no":
-        raise PlanError(
-            f"{precision} requested but {name} cannot run it: {words} ({gpu.support_reason(_FORMAT[precision])})",
-            kind="unsupported",
-            precision=precision,
-        )
-    candidates = _explicit_candidates(gpu, request, precision, level, words)
+    candidates, refusals = _explicit_candidates(gpu, request, precision, level, words)
     if not candidates:
+        if level == "no":
+            raise PlanError(
+                f"{precision} requested but {name} cannot run it: {words} ({gpu.support_reason(_FORMAT[precision])})",
+                kind="unsupported",
+                precision=precision,
+            )
+        if refusals:
+            raise PlanError(
+                f"{precision} requested but {name} cannot run the Ready {precision} checkpoint: {refusals[0]}",
+                kind="unsupported",
+                precision=precision,
+            )
         if precision in NEEDS_CHECKPOINT:
             raise PlanError(
                 f"{precision} requested but no Ready {precision} checkpoint is available: 4-bit and FP8-block "
-                f"weights need a calibrated checkpoint (create a QuantizedModel), vLLM cannot make them on the fly",
+                "weights need a calibrated checkpoint (create a QuantizedModel) or a pre-quantized one in that format "
+                "as model.uri; vLLM cannot make them on the fly",
                 kind="needs-checkpoint",
                 precision=precision,
             )
@@ -343,24 +447,40 @@ def _decide_explicit(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, preci
 
 def _explicit_candidates(
     gpu: GpuFacts, request: PlanRequest, precision: Precision, level: SupportLevel, words: str
-) -> list[_Candidate]:
+) -> tuple[list[_Candidate], list[str]]:
+    """(candidates, why the GPU refuses the Ready checkpoints of this precision)."""
     out: list[_Candidate] = []
+    refusals: list[str] = []
     for ckpt in request.checkpoints:
-        if ckpt.precision == precision and _checkpoint_level(gpu, ckpt) != "no":
-            out.append(_Candidate(precision, ckpt.weight_format, ckpt, level, f"requested {precision}: {words}"))
+        if ckpt.precision != precision:
+            continue
+        ck_level, kernel = checkpoint_support(gpu, ckpt)
+        if ck_level == "no":
+            refusals.append(kernel.reason)
+            continue
+        how = "runs natively" if ck_level == "native" else "runs only through a fallback kernel"
+        why = f"requested {precision}: the {ckpt.quant.label} checkpoint {how} ({kernel.reason})"
+        out.append(_Candidate(precision, ckpt.weight_format, ckpt, ck_level, why, kernel))
     out.sort(key=lambda c: c.weight_format == "nvfp4a16")  # INT4 W4A16 before FP4 weight-only
-    if request.base_model and precision in ("bf16", "fp8"):
+    if request.base_model and precision in ("bf16", "fp8") and level != "no":
         fmt: WeightFormat = "bf16" if precision == "bf16" else "fp8"
         out.append(_Candidate(precision, fmt, None, level, f"requested {precision}: {words}"))
-    return out
+    return out, refusals
 
 
 def _decide_auto(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> Decision:
     candidates = _auto_candidates(gpu, request)
     if not candidates:
+        refused = [
+            f"{c.name}: {kernel.reason}"
+            for c in request.checkpoints
+            for level, kernel in [checkpoint_support(gpu, c)]
+            if level == "no"
+        ]
         raise PlanError(
-            f"nothing to serve on {gpu_name(gpu)}: no BF16 base model and no Ready checkpoint this GPU can run",
-            kind="needs-checkpoint",
+            f"nothing to serve on {gpu_name(gpu)}: no BF16 base model and no Ready checkpoint this GPU can run"
+            + (f" ({'; '.join(refused)})" if refused else ""),
+            kind="unsupported" if refused else "needs-checkpoint",
         )
     failures: list[str] = []
     closest: CapacityEstimate | None = None
@@ -392,7 +512,7 @@ def _four_bit_hint(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> str:
     level = support_level(gpu, scheme)[0]
     if level == "no":
         return "no 4-bit format runs on this GPU"
-    ckpt = Checkpoint(scheme, default_checkpoint_format(scheme), "")
+    ckpt = Checkpoint.calibrated(scheme, default_checkpoint_format(scheme), "")
     decision, _, _ = _evaluate(arch, gpu, request, _Candidate(scheme, ckpt.weight_format, ckpt, level, "what-if"))
     if decision is None:
         return f"a {scheme} checkpoint would not fit either"
@@ -409,9 +529,9 @@ def _auto_candidates(gpu: GpuFacts, request: PlanRequest) -> list[_Candidate]:
 
     def ckpt_cands(precision: Precision, why: str, *, levels: tuple[SupportLevel, ...] = ("native",)) -> None:
         for ck in sorted(ckpts, key=lambda c: c.weight_format == "nvfp4a16"):
-            level = _checkpoint_level(gpu, ck)
+            level, kernel = checkpoint_support(gpu, ck)
             if ck.precision == precision and level in levels and not any(c.checkpoint == ck for c in out):
-                out.append(_Candidate(precision, ck.weight_format, ck, level, why))
+                out.append(_Candidate(precision, ck.weight_format, ck, level, why, kernel))
 
     # 1. the GPU's own 4-bit format, calibrated on purpose
     if gpu.vendor == "nvidia" and gpu.nvfp4 == Support.NATIVE:
@@ -427,7 +547,12 @@ def _auto_candidates(gpu: GpuFacts, request: PlanRequest) -> list[_Candidate]:
         if request.base_model:
             out.append(
                 _Candidate(
-                    "fp8", "fp8", None, "native", f"{fp8_words}, quantized on the fly from BF16 (BRIEF §6 default)"
+                    "fp8",
+                    "fp8",
+                    None,
+                    "native",
+                    f"{fp8_words}, quantized on the fly from BF16 (the default where FP8 math is native, "
+                    "docs/gpu-formats.md)",
                 )
             )
     # 3. no FP8 math: BF16, then weight-only
@@ -450,6 +575,9 @@ def _auto_candidates(gpu: GpuFacts, request: PlanRequest) -> list[_Candidate]:
         ckpt_cands(
             p, f"larger formats do not fit; a Ready {p} checkpoint through a fallback kernel", levels=("fallback",)
         )
+    # 5. anything else that loads (e.g. a weight-only FP8 checkpoint on a GPU without FP8 math)
+    for p in PRECISIONS[1:]:
+        ckpt_cands(p, f"larger formats do not fit; a Ready {p} checkpoint", levels=("native", "fallback"))
     return out
 
 
@@ -467,8 +595,9 @@ def _evaluate(
     max_len = request.max_model_len or arch.max_position_embeddings
     ctx = request.context_len or max_len
     sixteen = "float16" if gpu.compute_capability is not None and gpu.compute_capability < (8, 0) else "bfloat16"
-    kv_choices = _kv_choices(gpu, request, sixteen, warnings)
+    kv_choices, kv_word = _kv_choices(gpu, request, sixteen, warnings, cand.checkpoint)
     batched, seqs = batch_defaults(gpu.memory_mib, gpu.key or gpu.label_product or "")
+    quant = cand.checkpoint.quant if cand.checkpoint else None
 
     def estimate(tp: int, kv: str) -> CapacityEstimate:
         return estimate_capacity(
@@ -482,6 +611,7 @@ def _evaluate(
             context_len=ctx,
             max_num_batched_tokens=batched,
             max_num_seqs=seqs,
+            checkpoint=quant,
         )
 
     # Smallest TP that fits with the most compact KV dtype allowed.
@@ -496,11 +626,12 @@ def _evaluate(
         context_len=ctx,
         max_num_batched_tokens=batched,
         max_num_seqs=seqs,
+        checkpoint=quant,
     )
     if est is None or not est.fits:
         return None, why, est
     tp = est.tensor_parallel_size
-    kv, kv_reason, est = _pick_kv(arch, request, tp, kv_choices, estimate, ctx, max_len)
+    kv, kv_reason, est = _pick_kv(arch, request, tp, kv_choices, kv_word, estimate, ctx, max_len)
     if est.max_concurrency < request.concurrency:
         need = request.concurrency * est.seq_kv_bytes_per_gpu
         warnings.append(
@@ -514,21 +645,25 @@ def _evaluate(
             "calibrate them with a QuantizedModel (FP8 KV-cache scales) for best accuracy"
         )
     if cand.level == "fallback":
-        warnings.append(f"{cand.precision} on {gpu_name(gpu)} is not native: {support_level(gpu, cand.precision)[1]}")
+        words = cand.kernel.reason if cand.kernel else support_level(gpu, cand.precision)[1]
+        warnings.append(f"{cand.precision} on {gpu_name(gpu)} is not native: {words}")
     if cand.weight_format == "nvfp4a16":
         warnings.append("NVFP4A16 checkpoint: FP4 weights with 16-bit math (weight-only), not W4A4")
     if gpu.shared:
         warnings.append("time-sliced GPU (-SHARED): other pods share this memory; the estimate assumes the whole GPU")
     if not gpu.known:
         warnings.append(f"GPU not in the table, facts derived: {gpu.derivation}")
-    if arch.quantization_method:
+    published = cand.checkpoint is not None and cand.checkpoint.origin == "published"
+    if arch.quantization_method and not published:
         warnings.append(
-            f"config.json already carries quantization_config ({arch.quantization_method}): these weights are a "
-            "quantized checkpoint, while the plan assumes BF16 base weights"
+            f"config.json already carries quantization_config ({arch.quantization_method}) but is planned as BF16 "
+            "base weights"
         )
+    if quant is not None:
+        warnings.extend(f"checkpoint: {n}" for n in quant.notes)
     if cand.precision in ("fp8", "fp8-block") and gpu.fp8_flavour == "e4m3fnuz":
         warnings.append(f"{gpu_name(gpu)} computes FP8 as E4M3 FNUZ: OCP FP8 checkpoints are converted at load")
-    if cand.precision in ("nvfp4", "mxfp4", "w4a16"):
+    if cand.precision in ("nvfp4", "mxfp4", "w4a16") and not published:
         warnings.append("4-bit weights: measure quality (perplexity / task accuracy) before rolling out")
 
     flag = "fp8" if cand.precision == "fp8" and cand.checkpoint is None else None
@@ -538,7 +673,7 @@ def _evaluate(
     reason = (
         f"{gpu_name(gpu)} ({describe_gpu(gpu)}): {cand.precision} - {cand.why}; serving {source}. "
         f"Weights {est.weights_gib} GiB ({est.weights_gib_per_gpu} GiB/GPU) at TP={tp}"
-        f"{_tp_note(arch, cand.weight_format, tp)}. KV cache {kv}: {kv_reason}"
+        f"{_tp_note(arch, cand.weight_format, tp, quant)}. KV cache {kv}: {kv_reason}"
     )
     decision = Decision(
         precision=cand.precision,
@@ -550,21 +685,64 @@ def _evaluate(
         native=cand.level == "native",
         reason=reason,
         warnings=tuple(warnings),
+        checkpoint_format=quant.label if quant is not None else _dtype_name(arch.torch_dtype),
+        compute=_compute(cand, sixteen),
+        kernel=cand.kernel.kernel if cand.kernel else None,
     )
     return decision, "", est
+
+
+def _dtype_name(torch_dtype: str) -> str:
+    return {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}.get(torch_dtype, torch_dtype)
+
+
+def _compute(cand: _Candidate, sixteen: str) -> str:
+    """What the pool computes in, in words."""
+    b16 = _dtype_name(sixteen)
+    if cand.kernel is not None:
+        return cand.kernel.compute
+    if cand.precision == "fp8":
+        if cand.level == "native":
+            return "fp8 W8A8, quantized from bf16 at load (--quantization fp8)"
+        return f"fp8 weights quantized at load, {b16} math via Marlin (W8A16)"
+    return f"{b16} weights and math"
 
 
 def _source(cand: _Candidate) -> str:
     ckpt = cand.checkpoint
     if ckpt is None:
         return "BF16 weights"
+    if ckpt.origin == "published":
+        return f"the pre-quantized checkpoint {ckpt.uri} ({ckpt.quant.describe()}), no --quantization flag"
     return f"the {ckpt.scheme} checkpoint {ckpt.uri}" if ckpt.uri else f"a {ckpt.scheme} checkpoint (to be calibrated)"
 
 
-def _kv_choices(gpu: GpuFacts, request: PlanRequest, sixteen: str, warnings: list[str]) -> tuple[str, ...]:
-    """KV dtypes the decision may use, preferred first."""
+def _kv_choices(
+    gpu: GpuFacts, request: PlanRequest, sixteen: str, warnings: list[str], ckpt: Checkpoint | None
+) -> tuple[tuple[str, ...], str]:
+    """KV dtypes the decision may use, preferred first, and the words for a single forced choice."""
+    kv = ckpt.quant.kv_cache if ckpt else None
+    if request.kv_cache_dtype == "auto" and kv is not None:
+        if kv.dtype != "fp8_e4m3":
+            warnings.append(
+                f"the checkpoint declares a {kv.dtype} KV cache; quantfleet plans FP8 or 16-bit KV caches and passes "
+                "--kv-cache-dtype explicitly, which overrides it"
+            )
+        elif fp8_kv_native(gpu):
+            default = "; vLLM turns FP8 KV on by default for it" if kv.vllm_default else ""
+            return ("fp8_e4m3",), (
+                f"the checkpoint carries calibrated FP8 KV-cache scales ({kv.source}{default}): FP8 KV with those "
+                "scales"
+            )
+        else:
+            warnings.append(
+                f"the checkpoint carries calibrated FP8 KV-cache scales, but FP8 KV is not native on {gpu_name(gpu)}: "
+                "the KV cache stays 16-bit (the explicit --kv-cache-dtype overrides vLLM's default)"
+            )
     if request.kv_cache_dtype == "auto":
-        return (sixteen, "fp8_e4m3") if fp8_kv_native(gpu) else (sixteen,)
+        if fp8_kv_native(gpu):
+            return (sixteen, "fp8_e4m3"), ""
+        return (sixteen,), "16-bit (FP8 KV is not native on this GPU)"
     if request.kv_cache_dtype.startswith("fp8") and not fp8_kv_native(gpu):
         warnings.append(
             f"{request.kv_cache_dtype} KV cache on {gpu_name(gpu)} (no native FP8): storage only, and only with an "
@@ -574,8 +752,8 @@ def _kv_choices(gpu: GpuFacts, request: PlanRequest, sixteen: str, warnings: lis
         warnings.append("fp8_e5m2 KV cache: FlashAttention does not take it, vLLM uses FlashInfer/Triton attention")
     if request.kv_cache_dtype == "bfloat16" and sixteen == "float16":
         warnings.append("bfloat16 KV cache requested on a GPU without BF16: vLLM stores it as float16")
-        return ("float16",)
-    return (request.kv_cache_dtype,)
+        return ("float16",), "requested"
+    return (request.kv_cache_dtype,), "requested"
 
 
 def _pick_kv(
@@ -583,6 +761,7 @@ def _pick_kv(
     request: PlanRequest,
     tp: int,
     choices: tuple[str, ...],
+    word: str,
     est_for: Callable[[int, str], CapacityEstimate],
     ctx: int,
     max_len: int,
@@ -591,7 +770,6 @@ def _pick_kv(
     want = f"{request.concurrency} x {ctx} tokens"
     first = est_for(tp, choices[0])
     if len(choices) == 1:
-        word = "requested" if request.kv_cache_dtype != "auto" else "16-bit (FP8 KV is not native on this GPU)"
         return choices[0], f"{word}; {_kv_numbers(first, want)}", first
     need = request.concurrency * first.seq_kv_bytes_per_gpu
     if first.fits and first.kv_cache_bytes_per_gpu >= need:
@@ -621,11 +799,11 @@ def _kv_numbers(est: CapacityEstimate, want: str) -> str:
     )
 
 
-def _tp_note(arch: ModelArch, fmt: WeightFormat, tp: int) -> str:
+def _tp_note(arch: ModelArch, fmt: WeightFormat, tp: int, quant: CheckpointQuant | None = None) -> str:
     if tp == 1:
         return ""
     note = " (smaller TP does not fit"
-    if tensor_parallel_constraint(arch, fmt, tp // 2):
+    if tensor_parallel_constraint(arch, fmt, tp // 2, quant):
         note += " or is invalid"
     return note + ")"
 
@@ -636,6 +814,9 @@ def _tp_note(arch: ModelArch, fmt: WeightFormat, tp: int) -> str:
 def plan_all(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> list[PlanRow]:
     """One row per precision the GPU can run (native or fallback). Precisions that need a checkpoint nobody
     has calibrated are planned as if one existed, and say so."""
+    published = [c for c in request.checkpoints if c.origin == "published"]
+    if published:
+        return [_published_row(arch, gpu, request, published[0])]
     rows: list[PlanRow] = []
     for precision in PRECISIONS:
         level = support_level(gpu, precision)[0]
@@ -647,7 +828,11 @@ def plan_all(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> list[PlanR
         if hypothetical:
             scheme = precision
             req = replace(
-                req, checkpoints=(*request.checkpoints, Checkpoint(scheme, default_checkpoint_format(precision), ""))
+                req,
+                checkpoints=(
+                    *request.checkpoints,
+                    Checkpoint.calibrated(scheme, default_checkpoint_format(precision), ""),
+                ),
             )
         try:
             d = decide(arch, gpu, req)
@@ -661,6 +846,16 @@ def plan_all(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> list[PlanR
             ckpt = None
         rows.append(PlanRow(precision, level, needs, ckpt, True, d, d.capacity, d.reason, warnings))
     return rows
+
+
+def _published_row(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, ckpt: Checkpoint) -> PlanRow:
+    """A pre-quantized checkpoint has one row: its own format."""
+    level, _ = checkpoint_support(gpu, ckpt)
+    try:
+        d = decide(arch, gpu, request)
+    except PlanError as err:
+        return PlanRow(ckpt.precision, level, False, ckpt, False, None, err.capacity, err.reason)
+    return PlanRow(ckpt.precision, level, False, ckpt, True, d, d.capacity, d.reason, d.warnings)
 
 
 def default_checkpoint_format(scheme: str) -> CheckpointFormat:

@@ -1,6 +1,6 @@
 """Which calibration tool makes a QuantizedModel's checkpoint, with what ignore list, and where it should run.
 
-Why it exists: llm-compressor 0.14 and ModelOpt 0.47 (BRIEF §4) overlap but are not interchangeable: each
+Why it exists: llm-compressor 0.14 and ModelOpt 0.47 (docs/calibration.md) overlap but are not interchangeable: each
 supports a different set of schemes, names them differently, excludes different modules by default and
 treats MoE experts differently. The QuantizedModel controller asks `choose_tool` once per spec and records
 the reason in status; `placement_for` tells it which GPU pools run the result natively.
@@ -8,8 +8,8 @@ the reason in status; `placement_for` tells it which GPU pools run the result na
 Defaults (tool `auto`):
 - llm-compressor for every scheme it has a preset for (FP8_DYNAMIC, FP8_BLOCK, FP8, W4A16 with GPTQ/AWQ,
   NVFP4, NVFP4A16, MXFP4): one tool, compressed-tensors output, all-expert MoE calibration on by default.
-- nvfp4 on a MoE model -> ModelOpt `NVFP4_MLP_ONLY_CFG`: BRIEF §4 names MLP-only NVFP4 as the practical
-  MoE recipe (attention stays BF16), ModelOpt ships it as a tested config and excludes routers/gates by
+- nvfp4 on a MoE model -> ModelOpt `NVFP4_MLP_ONLY_CFG`: MLP-only NVFP4 is the practical MoE recipe
+  (docs/calibration.md) (attention stays BF16), ModelOpt ships it as a tested config and excludes routers/gates by
   default, and vLLM runs its NVFP4 MoE export through the native `modelopt_fp4` path. Its all-expert
   calibration is opt-in in 0.47, so the choice turns it on (`moe_calib_experts_ratio=1.0`).
 - mxfp4 on a MoE model stays with llm-compressor but ignores attention (`re:.*self_attn.*`), matching the
@@ -118,7 +118,7 @@ def choose_tool(
             tool: Tool = "modelopt"
             why = (
                 f"auto: nvfp4 on a MoE model ({arch.model_type}, {arch.num_experts} experts) uses ModelOpt "
-                "NVFP4_MLP_ONLY_CFG, the MLP-only recipe BRIEF §4 names for MoE (attention stays BF16)"
+                "NVFP4_MLP_ONLY_CFG, the MLP-only recipe for MoE models (attention stays BF16; docs/calibration.md)"
             )
         else:
             tool = "llm-compressor"

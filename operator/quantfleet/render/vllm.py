@@ -74,6 +74,9 @@ class PoolRollout:
     model: ModelLocation
     replicas: int
     tolerations: tuple[Obj, ...] = ()
+    # The weights are a quantized checkpoint whose config names its method: vLLM detects it, and a --quantization flag
+    # could only be a no-op, be overridden, or stop vLLM at start-up (a method mismatch), so none is ever rendered.
+    quantized_checkpoint: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,7 @@ def vllm_args(svc: ServiceInput, roll: PoolRollout) -> list[str]:
         vf.FLAG_KV_CACHE_DTYPE,
         roll.kv_cache_dtype,
     ]
-    if roll.quantization:
+    if roll.quantization and not roll.quantized_checkpoint:
         args += [vf.FLAG_QUANTIZATION, roll.quantization]
     if roll.model.claim is None:
         args += [vf.FLAG_DOWNLOAD_DIR, "/cache/models"]

@@ -1,7 +1,7 @@
 """Simulated GPU node pools: the fleet file, and the Node objects it turns into.
 
 The labels are the ones NVIDIA GPU Feature Discovery / the GPU Operator and the AMD node
-labeller put on real nodes (BRIEF §3), so the operator's label parsing is exercised against the
+labeller put on real nodes (docs/gpu-formats.md), so the operator's label parsing is exercised against the
 same keys and value shapes it will meet in production. Tests build nodes with the same code
 (`make_gpu_node(product=...)`), never with copy-pasted YAML.
 """
