@@ -52,12 +52,12 @@ def test_bad_labels_are_reported_not_raised() -> None:
 
 def test_explicit_selector_must_match_one_product() -> None:
     cluster = group_pools(FLEET)
-    pool = pool_for_selector(cluster, {"nvidia.com/gpu.product": "NVIDIA-B200"}, FLEET)
+    pool = pool_for_selector(cluster, {"nvidia.com/gpu.product": "NVIDIA-B200"})
     assert pool.name == "b200" and pool.nodes == ("b200-0",)
     with pytest.raises(LabelError, match="different GPUs"):
-        pool_for_selector(cluster, {"nvidia.com/gpu.present": "true"}, FLEET)
+        pool_for_selector(cluster, {"nvidia.com/gpu.present": "true"})
     with pytest.raises(LabelError, match="no GPU node"):
-        pool_for_selector(cluster, {"nvidia.com/gpu.product": "NVIDIA-GB300"}, FLEET)
+        pool_for_selector(cluster, {"nvidia.com/gpu.product": "NVIDIA-GB300"})
 
 
 @pytest.mark.parametrize(

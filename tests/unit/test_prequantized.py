@@ -65,7 +65,6 @@ def service(model: str, gpu: str, **spec: Any) -> dict[str, Any]:
         obj,
         isvc.ServiceFacts(
             pools=group_pools(nodes),
-            nodes=nodes,
             configmaps={"cfg": {"data": files(model)}},
             quantized_model=None,
             deployments={},

@@ -76,7 +76,6 @@ def run_case(case: dict[str, Any]) -> Outcome:
             obj,
             isvc_decide.ServiceFacts(
                 pools=group_pools(nodes),
-                nodes=nodes,
                 configmaps=configmaps_from(facts.get("configmaps") or {}),
                 quantized_model=facts.get("quantizedModel"),
                 deployments={d["metadata"]["name"]: d for d in facts.get("deployments") or []},

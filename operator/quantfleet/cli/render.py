@@ -68,7 +68,6 @@ def run(args: argparse.Namespace) -> int:
     model["configRef"] = {"name": cm_name, "key": cm_key}
     facts = ServiceFacts(
         pools=group_pools(nodes),
-        nodes=nodes,
         configmaps={cm_name: {"data": {cm_key: config, **({HF_QUANT_CONFIG: hf_quant} if hf_quant else {})}}},
         quantized_model=None,
         deployments={},

@@ -24,7 +24,7 @@ from typing import Any
 
 from quantfleet.facts.informer import Informer, strip_managed_fields
 from quantfleet.facts.store import Handler, Indexer, Store
-from quantfleet.hardware.pools import ClusterGpus, group_pools
+from quantfleet.hardware.pools import ClusterGpus, GpuNode, parse_node, pools_from
 from quantfleet.kube.client import Kube
 from quantfleet.render.common import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY
 
@@ -130,6 +130,7 @@ class Cache:
                 )
         self._pools: tuple[int, ClusterGpus] | None = None
         self._pools_lock = threading.Lock()
+        self._gpu_nodes: dict[str, GpuNode | str] = {}  # node name -> parsed GPU node, or why it is left out
         self.node_facts_version = 0
         self.stores["Node"].add_handler(self._node_changed)
 
@@ -177,20 +178,30 @@ class Cache:
 
     # -- Nodes -> GPU pools ---------------------------------------------------------------------------
     def _node_changed(self, old: Obj | None, new: Obj | None) -> None:
-        if node_view(old) != node_view(new):
-            with self._pools_lock:
-                self.node_facts_version += 1
+        """Keep each node parsed as it changes, so a pool snapshot never re-reads 1,000 nodes' labels."""
+        if node_view(old) == node_view(new):
+            return
+        name = (new or old or {}).get("metadata", {}).get("name", "")
+        parsed = parse_node(new) if new is not None else None
+        with self._pools_lock:
+            if parsed is None:
+                self._gpu_nodes.pop(name, None)
+            else:
+                self._gpu_nodes[name] = parsed
+            self.node_facts_version += 1
 
     def nodes(self) -> list[Obj]:
         return self.stores["Node"].objects()
 
     def pools(self) -> ClusterGpus:
-        """GPU pools from the Node cache, recomputed only after a Node change a pool could notice."""
+        """GPU pools from the parsed nodes, re-aggregated only after a Node change a pool could notice."""
         with self._pools_lock:
             version = self.node_facts_version
             if self._pools is not None and self._pools[0] == version:
                 return self._pools[1]
-        pools = group_pools(self.nodes())
+            parsed = list(self._gpu_nodes.values())
+        pools = pools_from((n for n in parsed if isinstance(n, GpuNode)), (n for n in parsed if isinstance(n, str)))
         with self._pools_lock:
-            self._pools = (version, pools)
+            if self._pools is None or self._pools[0] < version:
+                self._pools = (version, pools)
         return pools

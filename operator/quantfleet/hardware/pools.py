@@ -43,6 +43,7 @@ class GpuPool:
     nodes: tuple[str, ...]
     usable_nodes: tuple[str, ...]
     gpus_per_node: int
+    members: tuple[GpuNode, ...] = field(default=(), compare=False, repr=False)  # for explicit selectors
 
     @property
     def usable(self) -> bool:
@@ -53,8 +54,6 @@ class GpuPool:
 class ClusterGpus:
     pools: tuple[GpuPool, ...]
     problems: tuple[str, ...] = field(default=())
-    # (label, value) -> names of pooled nodes carrying it: explicit pool selectors resolve without a node scan
-    labels: Mapping[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
     def by_name(self, name: str) -> GpuPool | None:
         return next((p for p in self.pools if p.name == name), None)
@@ -109,29 +108,23 @@ def selector_for(node: GpuNode) -> dict[str, str]:
     return {AMD_DEVICE_ID: node.labels[AMD_DEVICE_ID]} if AMD_DEVICE_ID in node.labels else {}
 
 
-def group_pools(nodes: Iterable[Mapping[str, Any]]) -> ClusterGpus:
-    """Group GPU nodes into pools keyed by product; label problems are reported, never raised."""
+def parse_node(node: Mapping[str, Any]) -> GpuNode | str | None:
+    """A Node as a GpuNode, None for a node without GPU labels, or the problem (a string) that keeps it out."""
+    try:
+        gnode = gpu_node(node)
+    except LabelError as exc:
+        return f"node {node.get('metadata', {}).get('name')}: {exc}"
+    if gnode is not None and not selector_for(gnode):
+        return f"node {gnode.name}: GPU labels give no product label to select the pool by"
+    return gnode
+
+
+def pools_from(gpu_nodes: Iterable[GpuNode], problems: Iterable[str] = ()) -> ClusterGpus:
+    """Pools from already-parsed GPU nodes (the watch cache keeps them parsed, node by node)."""
     grouped: dict[tuple[tuple[str, str], ...], list[GpuNode]] = {}
-    problems: list[str] = []
-    for node in nodes:
-        try:
-            gnode = gpu_node(node)
-        except LabelError as exc:
-            problems.append(f"node {node.get('metadata', {}).get('name')}: {exc}")
-            continue
-        if gnode is None:
-            continue
-        selector = selector_for(gnode)
-        if not selector:
-            problems.append(f"node {gnode.name}: GPU labels give no product label to select the pool by")
-            continue
-        grouped.setdefault(tuple(sorted(selector.items())), []).append(gnode)
+    for gnode in gpu_nodes:
+        grouped.setdefault(tuple(sorted(selector_for(gnode).items())), []).append(gnode)
     pools = []
-    index: dict[tuple[str, str], set[str]] = {}
-    for members in grouped.values():
-        for n in members:
-            for item in n.labels.items():
-                index.setdefault(item, set()).add(n.name)
     for key, members in sorted(grouped.items()):
         members.sort(key=lambda n: n.name)
         usable = [n for n in members if n.ready and n.schedulable and n.allocatable_gpus > 0]
@@ -145,38 +138,43 @@ def group_pools(nodes: Iterable[Mapping[str, Any]]) -> ClusterGpus:
                 nodes=tuple(n.name for n in members),
                 usable_nodes=tuple(n.name for n in usable),
                 gpus_per_node=max((n.allocatable_gpus for n in usable), default=0),
+                members=tuple(members),
             )
         )
-    return ClusterGpus(tuple(pools), tuple(problems), {k: frozenset(v) for k, v in index.items()})
+    return ClusterGpus(tuple(pools), tuple(problems))
 
 
-def pool_for_selector(cluster: ClusterGpus, selector: Mapping[str, str], nodes: Iterable[Mapping[str, Any]]) -> GpuPool:
+def group_pools(nodes: Iterable[Mapping[str, Any]]) -> ClusterGpus:
+    """Group GPU nodes into pools keyed by product; label problems are reported, never raised."""
+    parsed = [parse_node(n) for n in nodes]
+    return pools_from((n for n in parsed if isinstance(n, GpuNode)), (n for n in parsed if isinstance(n, str)))
+
+
+def pool_for_selector(cluster: ClusterGpus, selector: Mapping[str, str]) -> GpuPool:
     """An explicit pool: nodes matching `selector`; they must all carry the same GPU product."""
-    if cluster.labels and selector:
-        names: set[Any] = set.intersection(*(set(cluster.labels.get(i, frozenset())) for i in selector.items()))
-    else:
-        names = {n.get("metadata", {}).get("name") for n in nodes if _matches(n, selector)}
-    pools = [p for p in cluster.pools if names & set(p.nodes)]
-    if not pools:
+    matched: list[tuple[GpuPool, set[str]]] = []
+    for pool in cluster.pools:
+        if any(k in pool.node_selector and pool.node_selector[k] != v for k, v in selector.items()):
+            continue  # the selector names another product: no member can match
+        names = {n.name for n in pool.members if all(n.labels.get(k) == v for k, v in selector.items())}
+        if names:
+            matched.append((pool, names))
+    if not matched:
         raise LabelError(f"no GPU node matches nodeSelector {dict(selector)}")
-    if len(pools) > 1:
+    if len(matched) > 1:
         raise LabelError(
-            f"nodeSelector {dict(selector)} matches nodes with different GPUs ({', '.join(p.name for p in pools)});"
-            " a pool must have one GPU product"
+            f"nodeSelector {dict(selector)} matches nodes with different GPUs"
+            f" ({', '.join(p.name for p, _ in matched)}); a pool must have one GPU product"
         )
-    p = pools[0]
+    p, names = matched[0]
     usable = tuple(n for n in p.usable_nodes if n in names)
     return GpuPool(
         p.name,
         p.facts,
         {**p.node_selector, **selector},
         p.gpu_resource,
-        tuple(sorted(names & set(p.nodes))),
+        tuple(sorted(names)),
         usable,
         p.gpus_per_node if usable else 0,
+        tuple(n for n in p.members if n.name in names),
     )
-
-
-def _matches(node: Mapping[str, Any], selector: Mapping[str, str]) -> bool:
-    labels = node.get("metadata", {}).get("labels") or {}
-    return all(labels.get(k) == v for k, v in selector.items())

@@ -8,7 +8,7 @@ silently flips a running fleet's precision, it shows up as `Degraded`.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +56,6 @@ class ServiceFacts:
     """Everything one InferenceService's reconcile reads, gathered from the watch caches."""
 
     pools: ClusterGpus
-    nodes: Sequence[Obj]
     configmaps: Mapping[str, Obj]  # referenced ConfigMaps by name (absent: missing)
     quantized_model: Obj | None  # the referenced QuantizedModel, if any
     deployments: Mapping[str, Obj]  # owned vLLM Deployments by name
@@ -207,7 +206,7 @@ def _pool_decision(name: str, pool: GpuPool, d: Decision, model: ResolvedModel, 
 
 
 def plan_pools(
-    name: str, spec: InferenceServiceSpec, model: ResolvedModel, cluster: ClusterGpus, nodes: Sequence[Obj]
+    name: str, spec: InferenceServiceSpec, model: ResolvedModel, cluster: ClusterGpus
 ) -> tuple[list[Obj], list[str]]:
     """(per-pool decisions, why the automatic mode left usable pools out). Raises Blocked when the request cannot be
     honoured (nothing is half-applied): an explicit pool that cannot serve it blocks the whole service."""
@@ -215,7 +214,7 @@ def plan_pools(
         out = []
         for p in spec.pools:
             try:
-                pool = pool_for_selector(cluster, p.node_selector, nodes)
+                pool = pool_for_selector(cluster, p.node_selector)
             except LabelError as exc:
                 raise Blocked("PoolNotFound", f"pool {p.name}: {exc}") from exc
             if not pool.usable:
@@ -317,7 +316,7 @@ def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
         model = resolve_model(name, spec, facts)
         want_hash = plan_hash(spec, model, (meta.get("annotations") or {}).get(REPLAN_ANNOTATION))
         fresh = not (prev.get("planHash") == want_hash and pinned)
-        decisions, skipped = plan_pools(name, spec, model, facts.pools, facts.nodes) if fresh else (pinned, [])
+        decisions, skipped = plan_pools(name, spec, model, facts.pools) if fresh else (pinned, [])
     except Blocked as exc:
         # Existing Deployments keep serving (nothing torn down); status says why nothing new is rolled out.
         return st.blocked(isvc, exc.reason, str(exc), exc.waiting, pinned, facts.deployments, facts.now)

@@ -31,7 +31,6 @@ def gather(cache: Cache, isvc: Obj, now: dt.datetime) -> ServiceFacts:
     }
     return ServiceFacts(
         pools=cache.pools(),
-        nodes=cache.nodes(),
         configmaps=configmaps,
         quantized_model=qm,
         deployments=deployments,
