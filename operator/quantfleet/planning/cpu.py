@@ -64,6 +64,7 @@ from quantfleet.planning.decision import (
     Decision,
     PlanError,
     PlanRequest,
+    PlanRow,
     Precision,
     SupportLevel,
 )
@@ -470,3 +471,64 @@ def _source(cand: _Cand) -> str:
 
 def _gib(n: int | float) -> float:
     return round(n / GIB, 2)
+
+
+# ------------------------------------------------------------------------------------------------ the comparison table
+
+
+def plan_all_cpu(arch: ModelArch, cpu: CpuFacts, node: CpuNodeSize, request: PlanRequest) -> list[PlanRow]:
+    """One row per precision for vLLM's CPU backend on `cpu` (the `quantfleet plan --cpu` table); one it cannot run
+    has support "no" and the reason. Precisions that need a checkpoint nobody has calibrated are planned as if a
+    compressed-tensors one existed, and say so."""
+    from dataclasses import replace
+
+    published = [c for c in request.checkpoints if c.origin == "published"]
+    precisions: tuple[Precision, ...] = (published[0].precision,) if published else CPU_AUTO_ORDER
+    rows: list[PlanRow] = []
+    for precision in precisions:
+        hypothetical = not published and precision != "bf16" and not _has(request.checkpoints, precision)
+        req = replace(request, precision=precision)
+        ckpts = request.checkpoints
+        if hypothetical:
+            scheme = "fp8-dynamic" if precision == "fp8" else precision
+            ckpts = (*ckpts, Checkpoint.calibrated(scheme, "compressed-tensors", ""))
+            req = replace(req, checkpoints=ckpts)
+        level: SupportLevel = "native"
+        ck = next((c for c in ckpts if c.precision == precision), None)
+        if ck is not None:
+            kernel = cpu_checkpoint_kernel(cpu, ck.quant)
+            level = (
+                "native" if kernel.level is Support.NATIVE else "fallback" if kernel.level is Support.FALLBACK else "no"
+            )
+        if precision == "bf16" and not request.base_model:
+            continue
+        if level == "no" and ck is not None:  # listed with the reason: what this CPU cannot run is worth knowing
+            reason = cpu_checkpoint_kernel(cpu, ck.quant).reason
+            rows.append(PlanRow(precision, "no", hypothetical, None, False, None, None, reason))
+            continue
+        try:
+            d = decide_cpu(arch, cpu, node, req)
+        except PlanError as err:
+            rows.append(PlanRow(precision, level, hypothetical, None, False, None, err.capacity, err.reason))
+            continue
+        warnings = d.warnings
+        if hypothetical:
+            warnings = (f"needs a calibrated {precision} checkpoint (none Ready): create a QuantizedModel", *warnings)
+        rows.append(
+            PlanRow(
+                precision,
+                level,
+                hypothetical,
+                None if hypothetical else d.checkpoint,
+                True,
+                d,
+                d.capacity,
+                d.reason,
+                warnings,
+            )
+        )
+    return rows
+
+
+def _has(ckpts: tuple[Checkpoint, ...], precision: str) -> bool:
+    return any(c.precision == precision for c in ckpts)
