@@ -315,3 +315,11 @@ def test_pinned_cpu_pool_that_lost_memory_is_degraded() -> None:
     assert degraded.status == "True" and "allocatable memory" in degraded.message
     # the decision is kept: no silent re-plan
     assert again.status["decisions"][0]["memory"] == first.status["decisions"][0]["memory"]
+
+
+def test_overlapping_automatic_cpu_pools_never_share_nodes() -> None:
+    # m7i-0 is in both cpu-m7i-4xlarge (instance type) and cpu-amx (NFD label); spr-0 only in cpu-amx
+    nodes = [cpu_node("m7i-0", "amx", instance_type="m7i.4xlarge"), cpu_node("spr-0", "amx")]
+    out = outcome(service(maxModelLen=8192, maxPools=4, cpuPools="Only"), nodes)
+    pools = [d["pool"] for d in out.status["decisions"]]
+    assert len(pools) == 1 and pools[0] in ("cpu-amx", "cpu-m7i-4xlarge"), pools

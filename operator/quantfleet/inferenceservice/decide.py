@@ -267,7 +267,7 @@ def plan_pools(
             replicas = p.replicas if p.replicas is not None else spec.replicas
             out.append(_pool_decision(p.name, pool, d, model, replicas, name))
         return out, []
-    ranked: list[tuple[tuple[int, int, float, str], Obj]] = []
+    ranked: list[tuple[tuple[int, int, float, str], Obj, frozenset[str]]] = []
     refusals: list[str] = []
     candidates: list[GpuPool | CpuPool] = []
     if spec.cpu_pools != "Only":
@@ -284,7 +284,8 @@ def plan_pools(
             continue
         cpu = isinstance(pool, CpuPool)
         key = (int(cpu), 0 if d.native else 1, -d.capacity.max_concurrency, pool.name)
-        ranked.append((key, _pool_decision(pool.name, pool, d, model, spec.replicas, name)))
+        nodes = frozenset(pool.nodes) if cpu else frozenset()
+        ranked.append((key, _pool_decision(pool.name, pool, d, model, spec.replicas, name), nodes))
     if not ranked:
         what = {"Never": "GPU pool", "Allowed": "GPU or CPU pool", "Only": "CPU pool"}[spec.cpu_pools]
         detail = "; ".join(refusals) or f"the cluster has no usable {what}"
@@ -297,7 +298,18 @@ def plan_pools(
         )
         raise Blocked("CannotHonour", f"no {what} can serve this request: {detail}{hint}")
     ranked.sort(key=lambda kv: kv[0])
-    return [d for _, d in ranked[: spec.max_pools]], refusals
+    # Automatic CPU pools may overlap (an instance-type pool and an ISA-label pool can share nodes): never two
+    # Deployments of one service on the same CPU nodes.
+    chosen: list[Obj] = []
+    taken: set[str] = set()
+    for _, decision, nodes in ranked:
+        if len(chosen) == spec.max_pools:
+            break
+        if nodes & taken:
+            continue
+        chosen.append(decision)
+        taken |= nodes
+    return chosen, refusals
 
 
 def service_input(
