@@ -316,7 +316,13 @@ def pool_for_selector(cluster: ClusterGpus, selector: Mapping[str, str]) -> GpuP
     """An explicit pool: nodes matching `selector`. They must all carry the same GPU product, or all be GPU-less (a
     CPU pool, whose facts are its weakest member's)."""
     cpu_members = [n for n in cluster.cpu_nodes if _matches(n.labels, selector)]
-    gpu_members = [n.name for p in cluster.pools for n in p.members if _matches(n.labels, selector)]
+    gpu_members = [
+        n.name
+        for p in cluster.pools
+        if not any(k in p.node_selector and p.node_selector[k] != v for k, v in selector.items())  # another product
+        for n in p.members
+        if _matches(n.labels, selector)
+    ]
     if cpu_members and gpu_members:
         raise LabelError(
             f"nodeSelector {dict(selector)} matches GPU nodes ({', '.join(gpu_members[:3])}) and GPU-less nodes"
