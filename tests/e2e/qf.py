@@ -98,3 +98,14 @@ def events(sb: Sandbox, ns: str, name: str) -> list[Any]:
 
 def merge_patch(sb: Sandbox, ns: str, plural: str, name: str, patch: dict[str, Any]) -> None:
     sb.kubectl("patch", f"{plural}.{GROUP}", name, "-n", ns, "--type=merge", "-p", json.dumps(patch))
+
+
+# Every quantfleet-managed Deployment an e2e test's namespace held when it was torn down (the namespace fixture adds
+# them): tests/e2e/test_vllm_parses_deployments.py runs them all through vLLM's own parser at the end of the run.
+PRODUCED_DEPLOYMENTS: list[dict[str, Any]] = []
+
+
+def remember_deployments(sb: Sandbox, ns: str) -> None:
+    with contextlib.suppress(ApiException):
+        items = sb.apps.list_namespaced_deployment(ns, label_selector="app.kubernetes.io/managed-by=quantfleet").items
+        PRODUCED_DEPLOYMENTS.extend(sb.api.sanitize_for_serialization(d) for d in items)

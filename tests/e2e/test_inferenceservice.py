@@ -439,3 +439,41 @@ def test_services_carry_no_finalizer(sandbox: Sandbox, namespace: str, op: Any) 
     apply(sandbox, namespace, llama("plain", H100))
     obj = wait_cond(sandbox, namespace, PLURAL, "plain", "Ready", "True", timeout=120)
     assert not obj["metadata"].get("finalizers")
+
+
+CPU_POOL = {"quantfleet.io/pool": "cpu"}  # the sandbox's GPU-less m7i nodes, NFD-labelled AMX
+
+
+def test_cpu_pool_is_served_by_the_vllm_cpu_backend(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    apply(sandbox, namespace, llama("l-cpu", CPU_POOL, maxModelLen=8192, expectedConcurrency=4))
+    obj = wait_cond(sandbox, namespace, PLURAL, "l-cpu", "Ready", "True", timeout=120)
+    d = decision(obj)
+    assert (d["device"], d["gpu"], d["precision"], d["kvCacheDtype"]) == ("cpu", "cpu-amx", "bf16", "auto"), d
+    assert "gpuResource" not in d and d["cpuKvCacheSpaceGib"] >= 1 and "VLLM_CPU_KVCACHE_SPACE" in d["reason"]
+    dep = sandbox.apps.read_namespaced_deployment(d["deployment"], namespace)
+    pod = dep.spec.template.spec
+    c = pod.containers[0]
+    assert c.image.startswith("vllm/vllm-openai-cpu:") and "--gpu-memory-utilization" not in c.args
+    assert {e.name: e.value for e in c.env}["VLLM_CPU_KVCACHE_SPACE"] == str(d["cpuKvCacheSpaceGib"])
+    assert c.resources.limits == c.resources.requests == {"cpu": d["cpu"], "memory": d["memory"]}
+    assert not pod.tolerations and pod.affinity.node_affinity is not None
+    assert ready_pods_on(sandbox, namespace, d["deployment"], "quantfleet.io/pool", "cpu")
+
+
+def test_automatic_mode_uses_cpu_pools_only_when_asked(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    model = {"uri": LLAMA, "configRef": {"name": "llama-3.1-8b-config"}}
+    apply(sandbox, namespace, isvc("auto-gpu", model=model, maxModelLen=8192, maxPools=16))
+    apply(sandbox, namespace, isvc("auto-cpu", model=model, maxModelLen=8192, cpuPools="Only"))
+    gpu = wait_cond(sandbox, namespace, PLURAL, "auto-gpu", "Ready", "True", timeout=180)
+    assert all(x.get("device") != "cpu" for x in gpu["status"]["decisions"]), gpu["status"]["pools"]
+    cpu = wait_cond(sandbox, namespace, PLURAL, "auto-cpu", "Ready", "True", timeout=180)
+    assert [(x["pool"], x["device"]) for x in cpu["status"]["decisions"]] == [("cpu-m7i-4xlarge", "cpu")]
+    assert ready_pods_on(sandbox, namespace, "auto-cpu-cpu-m7i-4xlarge", "quantfleet.io/pool", "cpu")
+
+
+def test_cpu_pool_refuses_online_fp8_with_the_reason(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    apply(sandbox, namespace, llama("l-cpu-fp8", CPU_POOL, maxModelLen=8192, precision="fp8"))
+    obj = wait_cond(sandbox, namespace, PLURAL, "l-cpu-fp8", "Ready", "False", "CannotHonour")
+    assert "on the fly" in cond(obj, "Ready")["message"]
+    time.sleep(3)
+    assert sandbox.apps.list_namespaced_deployment(namespace).items == []

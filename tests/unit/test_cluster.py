@@ -56,7 +56,7 @@ def test_explicit_selector_must_match_one_product() -> None:
     assert pool.name == "b200" and pool.nodes == ("b200-0",)
     with pytest.raises(LabelError, match="different GPUs"):
         pool_for_selector(cluster, {"nvidia.com/gpu.present": "true"})
-    with pytest.raises(LabelError, match="no GPU node"):
+    with pytest.raises(LabelError, match="no GPU or CPU node"):
         pool_for_selector(cluster, {"nvidia.com/gpu.product": "NVIDIA-GB300"})
 
 

@@ -11,6 +11,7 @@ import pytest
 from quantfleet.cli import main
 from quantfleet.cli.plan import JSON_KEYS
 from quantfleet.hardware import GPU_TABLE, node_labels_for
+from quantfleet_dev.testing import cpu_node
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 ALL_MODELS = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file())
@@ -156,6 +157,31 @@ def test_node_labels_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     assert rc == 0 and json.loads(out)["precision"] == "bf16"
 
 
+def test_cpu_pool_plan(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cfg = str(FIXTURES / "llama-3.1-8b" / "config.json")
+    rc, out, _ = plan(capsys, "--model-config", cfg, "--cpu", "amx", "--max-model-len", "8192")
+    assert rc == 0 and "vLLM CPU backend" in out and "VLLM_CPU_KVCACHE_SPACE=40" in out
+    assert "bf16        native" in out and "<- chosen" in out
+    rc, out, _ = plan(capsys, "--model-config", cfg, "--cpu", "avx2", "--max-model-len", "8192")
+    assert rc == 0 and "w4a16 cannot run on this CPU" in out and "AVX-512" in out
+    # a GPU-less Node object: its NFD labels and allocatable memory/CPU size the pod
+    node = tmp_path / "node.json"
+    node.write_text(json.dumps(cpu_node("m7i-0", "avx512", memory="32Gi", cpu="8")))
+    rc, out, _ = plan(
+        capsys, "--model-config", cfg, "--node-labels", str(node), "--max-model-len", "8192", "--output", "json"
+    )
+    doc = json.loads(out)
+    assert rc == 0 and doc["device"] == "cpu" and doc["cpu_pool"]["name"] == "cpu-avx512"
+    assert doc["cpu"] == {"kv_cache_space_gib": 11, "memory": "30146Mi", "cpus": "7", "node_memory_gib": 32.0}
+    # a label map without GPU or NFD labels: an unknown CPU, BF16 only, and a warning saying why
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"kubernetes.io/hostname": "cpu-node"}))
+    rc, out, _ = plan(capsys, "--model-config", cfg, "--node-labels", str(labels), "--max-model-len", "8192")
+    assert rc == 0 and "cpu-unknown" in out and "Node Feature Discovery" in out
+    rc, out, _ = plan(capsys, "--model-config", cfg, "--cpu", "amx", "--memory", "16Gi", "--output", "json")
+    assert rc == 1 and json.loads(out)["fits"] is False
+
+
 def test_does_not_fit_is_exit_1_with_json(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = str(FIXTURES / "llama-3.1-70b" / "config.json")
     rc, out, _ = plan(capsys, "--model-config", cfg, "--gpu", "l40s", "--gpu-count", "1", "--output", "json")
@@ -176,7 +202,10 @@ def test_does_not_fit_is_exit_1_with_json(capsys: pytest.CaptureFixture[str]) ->
         (["--gpu", "h100", "--model-config", "{broken}"], "config.json: field 'hidden_size'"),
         (["--gpu", "h100", "--model-config", "{notjson}"], "not valid JSON"),
         (["--gpu", "h100", "--gpu-count", "0", "--model-config", "{llama}"], "--gpu-count"),
-        (["--node-labels", "{nolabels}", "--model-config", "{llama}"], "no nvidia.com/gpu"),
+        (["--cpu", "avx2", "--model-config", "{llama}", "--kv-cache-dtype", "fp8_e4m3"], "AVX-512 or AMX"),
+        (["--cpu", "amx", "--model-config", "{llama}", "--precision", "fp8"], "cannot quantize to FP8 on the fly"),
+        (["--cpu", "amx", "--model-config", "{gptq}"], "only compressed-tensors"),
+        (["--cpu", "amx", "--model-config", "{llama}", "--memory", "lots"], "--memory"),
         (["--node-labels", "{badlabels}", "--model-config", "{llama}"], "nvidia.com/gpu.compute.major"),
         (["--gpu", "h100", "--model-config", "{llama}", "--concurrency", "0"], "concurrency"),
         (["--gpu", "h100", "--model-config", "{llama}", "--checkpoint", "int3"], "unknown scheme"),

@@ -69,6 +69,7 @@ def service(model: str, gpu: str, **spec: Any) -> dict[str, Any]:
             quantized_model=None,
             deployments={},
             vllm_image="vllm/vllm-openai:v0.33.0",
+            vllm_cpu_image="vllm/vllm-openai-cpu:v0.33.0-x86_64",
             now="2026-12-02T12:00:00Z",
         ),
     )

@@ -24,7 +24,7 @@ from quantfleet.inferenceservice import decide as isvc_decide
 from quantfleet.kube.writer import APPLIED_HASH, applied_hash, drifted
 from quantfleet.quantizedmodel import decide as qm_decide
 from quantfleet.render.outcome import Outcome
-from quantfleet_dev.testing import gpu_node
+from quantfleet_dev.testing import cpu_node, gpu_node
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
@@ -37,6 +37,20 @@ def nodes_from(spec: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for pool in spec:
         for i in range(pool.get("count", 1)):
+            if "cpu" in pool:  # a GPU-less node: {cpu: amx|avx512|avx2|unknown, memory, cpus, instanceType}
+                out.append(
+                    cpu_node(
+                        f"{pool['name']}-{i}",
+                        pool["cpu"],
+                        memory=pool.get("memory", "64Gi"),
+                        cpu=str(pool.get("cpus", 16)),
+                        instance_type=pool.get("instanceType"),
+                        ready=i not in pool.get("notReady", []),
+                        cordoned=i in pool.get("cordoned", []),
+                        labels={**pool["labels"]} if "labels" in pool else None,
+                    )
+                )
+                continue
             out.append(
                 gpu_node(
                     f"{pool['name']}-{i}",
@@ -80,6 +94,7 @@ def run_case(case: dict[str, Any]) -> Outcome:
                 quantized_model=facts.get("quantizedModel"),
                 deployments={d["metadata"]["name"]: d for d in facts.get("deployments") or []},
                 vllm_image="vllm/vllm-openai:v0.33.0",
+                vllm_cpu_image="vllm/vllm-openai-cpu:v0.33.0-x86_64",
                 now=now,
             ),
         )

@@ -16,6 +16,8 @@ from quantfleet.api import vllm_flags
 from quantfleet.api.recipe import CalibrationRecipe
 from quantfleet.render.calibration import CalibrationJobInput, expected_job, job_name, storage_target
 from quantfleet.render.vllm import (
+    STARTUP_BASE_SECONDS,
+    CpuRollout,
     ModelLocation,
     PoolRollout,
     ServiceInput,
@@ -58,7 +60,8 @@ def render_case(spec: dict[str, Any]) -> list[dict[str, Any]]:
         return [expected_job(inp)]
     svc = ServiceInput(**{**spec["service"], "extra_args": tuple(spec["service"].get("extra_args", ()))})
     r = spec["rollout"]
-    roll = PoolRollout(**{**r, "model": ModelLocation(r["model"])})
+    cpu = CpuRollout(**r["cpu"]) if r.get("cpu") else None
+    roll = PoolRollout(**{**r, "model": ModelLocation(r["model"]), "cpu": cpu})
     return [expected_deployment(svc, roll), expected_service(svc), expected_pdb(svc)]
 
 
@@ -89,11 +92,24 @@ def test_pod_invariants(case: str) -> None:
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert pod["automountServiceAccountToken"] is False
-        assert pod["nodeSelector"], "GPU pods must be pinned to their pool"
+        assert pod["nodeSelector"], "pods must be pinned to their pool"
+        cpu_pool = bool((spec.get("rollout") or {}).get("cpu"))
         for c in pod["containers"]:
             sc = c["securityContext"]
             assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"]["drop"] == ["ALL"]
             gpu = [k for k in c["resources"].get("limits", {}) if k.endswith("/gpu")]
+            if cpu_pool:
+                # vLLM's CPU backend: no GPUs, no GPU tolerations, kept off GPU nodes, Guaranteed CPU/memory
+                assert gpu == [] and not [t for t in pod["tolerations"] if t["key"].endswith("/gpu")]
+                terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                keys = {e["key"] for e in terms["nodeSelectorTerms"][0]["matchExpressions"]}
+                assert "nvidia.com/gpu.product" in keys and "amd.com/gpu.product-name" in keys
+                for r in ("cpu", "memory"):
+                    assert c["resources"]["requests"][r] == c["resources"]["limits"][r]
+                env = {e["name"]: e.get("value") for e in c["env"]}
+                assert int(env["VLLM_CPU_KVCACHE_SPACE"]) >= 1
+                assert "--gpu-memory-utilization" not in c["args"]
+                continue
             assert len(gpu) == 1 and int(c["resources"]["limits"][gpu[0]]) >= 1
             assert c["resources"]["limits"][gpu[0]] == c["resources"]["requests"][gpu[0]]
             for env in c.get("env", []):
@@ -112,6 +128,11 @@ def test_vllm_args_within_contract(case: str) -> None:
     assert vllm_flags.problems_in_args(ours) == []
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"]["path"] == vllm_flags.HEALTH_PATH
+    # the startup budget is sized to the weights: at least the fixed start, more for bigger models
+    budget = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
+    weights = spec["rollout"].get("weights_gib", 0)
+    assert STARTUP_BASE_SECONDS <= budget <= STARTUP_BASE_SECONDS + weights * 10 + c["startupProbe"]["periodSeconds"]
+    assert (budget > STARTUP_BASE_SECONDS) == (weights > 0)
     annotations = dep["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/path"] == vllm_flags.METRICS_PATH
 

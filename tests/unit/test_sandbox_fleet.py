@@ -104,3 +104,19 @@ def test_make_gpu_node_by_label_value_or_key() -> None:
     assert "nvidia.com/gpu" not in fleet.make_gpu_node(None)["status"]["allocatable"]
     with pytest.raises(KeyError, match="unknown GPU product"):
         fleet.make_gpu_node("NVIDIA-RTX-9999")
+
+
+def test_cpu_pool_carries_nfd_labels_and_is_a_cpu_pool() -> None:
+    from quantfleet.hardware.pools import group_pools
+
+    nodes = fleet.fleet_nodes(fleet.load_fleet())
+    cluster = group_pools(nodes)
+    cpu = {p.name: p for p in cluster.cpu_pools}["cpu-m7i-4xlarge"]
+    assert cpu.facts.isa == "amx" and cpu.facts.vendor == "Intel"  # usable once KWOK reports the nodes Ready
+    assert cpu.nodes == ("cpu-0", "cpu-1")
+    assert {(n.allocatable_memory_bytes, n.allocatable_millicpu) for n in cpu.members} == {(64 * 2**30, 16000)}
+    labels = next(n for n in nodes if n["metadata"]["name"] == "cpu-0")["metadata"]["labels"]
+    assert labels["feature.node.kubernetes.io/cpu-cpuid.AMXTILE"] == "true"
+    assert labels["feature.node.kubernetes.io/cpu-cpuid.AVX512F"] == "true"
+    # GPU nodes never join a CPU pool, whatever their CPUs
+    assert all(n.startswith("cpu-") for p in cluster.cpu_pools for n in p.nodes)

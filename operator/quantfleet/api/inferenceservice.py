@@ -1,9 +1,13 @@
-"""InferenceService (quantfleet.io/v1alpha1): "serve this model on these GPU pools with vLLM".
+"""InferenceService (quantfleet.io/v1alpha1): "serve this model on these GPU (or CPU) pools with vLLM".
 
-Precision and KV-cache dtype default to `auto`: the operator decides per pool from the GPU labels
-and pins the decision in status until the spec changes or the re-plan annotation is set. The model is any
-checkpoint: a BF16 base model (quantized on the fly where the GPU has FP8 math), a QuantizedModel's checkpoint, or a
-published pre-quantized checkpoint, which is served in its own format (docs/checkpoint-formats.md).
+Precision and KV-cache dtype default to `auto`: the operator decides per pool from the GPU labels (or, on a CPU pool,
+from the Node Feature Discovery CPU labels) and pins the decision in status until the spec changes or the re-plan
+annotation is set. The model is any checkpoint: a BF16 base model (quantized on the fly where the GPU has FP8 math), a
+QuantizedModel's checkpoint, or a published pre-quantized checkpoint, which is served in its own format
+(docs/checkpoint-formats.md).
+
+CPU pools (GPU-less nodes, vLLM's CPU backend) are used only when a pool's nodeSelector selects them explicitly, or
+when `cpuPools` opts in for automatic mode: automatic mode never puts a service on CPUs unless asked.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from quantfleet.api.vllm_flags import EMITTED_FLAGS, KvCacheDtype
 
 Precision = Literal["auto", "bf16", "fp8", "fp8-block", "w4a16", "nvfp4", "mxfp4"]
 KVCacheDtype = KvCacheDtype
+# Automatic mode and CPU pools: Never (default) | Allowed (ranked after every GPU pool) | Only (CPU pools only).
+CpuPools = Literal["Never", "Allowed", "Only"]
 
 
 # vLLM flags derived from the decision; users may not set them through extraArgs (plus the legacy --model).
@@ -71,12 +77,16 @@ class ModelRef(KubeModel):
 
 
 class PoolSpec(KubeModel):
-    """An explicit GPU pool: the nodes matching nodeSelector."""
+    """An explicit pool: the nodes matching nodeSelector, all with one GPU product, or all GPU-less (a CPU pool)."""
 
     name: str = Field(
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40, description="Pool name (DNS label), used in names."
     )
-    node_selector: dict[str, str] = Field(min_length=1, description="Node labels that define the pool.")
+    node_selector: dict[str, str] = Field(
+        min_length=1,
+        description="Node labels that define the pool. Nodes without GPU labels make a CPU pool, served by vLLM's"
+        " CPU backend (selecting them is the opt-in; cpuPools applies to automatic mode only).",
+    )
     replicas: int | None = Field(
         default=None, ge=0, le=1000, description="Replicas in this pool; default spec.replicas."
     )
@@ -86,7 +96,12 @@ class PoolSpec(KubeModel):
 class VLLMSpec(KubeModel):
     """vLLM container settings."""
 
-    image: str | None = Field(default=None, description="vLLM image; default: the pinned vllm/vllm-openai tag.")
+    image: str | None = Field(
+        default=None, description="vLLM image for GPU pools; default: the pinned vllm/vllm-openai tag."
+    )
+    cpu_image: str | None = Field(
+        default=None, description="vLLM image for CPU pools; default: the pinned vllm/vllm-openai-cpu tag."
+    )
     extra_args: list[str] | None = Field(
         default=None,
         max_length=64,
@@ -128,14 +143,29 @@ class InferenceServiceSpec(KubeModel):
     pools: list[PoolSpec] | None = Field(
         default=None,
         max_length=16,
-        description="Explicit GPU pools. Unset: automatic, every GPU pool (nodes grouped by GPU product) that can"
-        " serve the model.",
+        description="Explicit pools. Unset: automatic, every GPU pool (nodes grouped by GPU product) that can"
+        " serve the model (and CPU pools when cpuPools allows them).",
     )
     max_pools: int = Field(default=1, ge=1, le=16, description="In automatic mode, how many pools to spread over.")
+    cpu_pools: CpuPools = Field(
+        default="Never",
+        description="Automatic mode and CPU pools (GPU-less nodes grouped by instance type or NFD CPU level, served"
+        " by vLLM's CPU backend). Never (default): GPU pools only. Allowed: CPU pools too, ranked after every GPU"
+        " pool, so they serve only when no GPU pool can or maxPools leaves room. Only: CPU pools only. Explicit"
+        " pools ignore it.",
+    )
     vllm: VLLMSpec | None = Field(default=None, description="vLLM container settings.")
-    resources: Resources | None = Field(default=None, description="CPU/memory for each vLLM pod.")
+    resources: Resources | None = Field(
+        default=None,
+        description="CPU/memory for each vLLM pod. On a CPU pool they size the pod (requests = limits) and its KV"
+        " cache; unset there, the operator sizes the pod from the smallest node's allocatable memory and CPUs.",
+    )
     gpu_memory_utilization: float = Field(
-        default=0.92, ge=0.1, le=0.99, description="Fraction of GPU memory vLLM may use (vLLM 0.33 default 0.92)."
+        default=0.92,
+        ge=0.1,
+        le=0.99,
+        description="Fraction of GPU memory vLLM may use (vLLM 0.33 default 0.92). On a CPU pool, the share of the"
+        " node's allocatable memory the pod takes (the meaning vLLM gives the flag on CPU).",
     )
     pod_metadata: PodMetadata | None = Field(default=None, description="Labels/annotations for vLLM pods.")
 
@@ -155,9 +185,19 @@ class PoolDecision(KubeModel):
     """The pinned decision for one pool."""
 
     pool: str = Field(description="Pool name.")
-    gpu: str = Field(description="GPU product.")
+    gpu: str = Field(description="GPU product, or the CPU level of a CPU pool (cpu-amx, cpu-avx512, cpu-avx2).")
+    device: Literal["gpu", "cpu"] | None = Field(
+        default=None, description="What serves the pool: gpu, or cpu (vLLM's CPU backend). Unset: gpu."
+    )
     node_selector: dict[str, str] = Field(description="Selector used for this pool's pods.")
-    gpu_resource: str = Field(description="Extended resource requested: nvidia.com/gpu or amd.com/gpu.")
+    gpu_resource: str | None = Field(
+        default=None, description="Extended resource requested: nvidia.com/gpu or amd.com/gpu (none on CPU pools)."
+    )
+    cpu_kv_cache_space_gib: int | None = Field(
+        default=None, description="CPU pools: VLLM_CPU_KVCACHE_SPACE, the KV cache vLLM allocates (GiB)."
+    )
+    cpu: str | None = Field(default=None, description="CPU pools: CPUs each vLLM pod requests (= limit).")
+    memory: str | None = Field(default=None, description="CPU pools: memory each vLLM pod requests (= limit).")
     model_uri: str = Field(description="Weights this pool serves: the QuantizedModel checkpoint or the base model.")
     precision: str = Field(description="Chosen weight precision.")
     checkpoint_format: str | None = Field(
@@ -170,7 +210,7 @@ class PoolDecision(KubeModel):
         description="What the pool computes in, e.g. 'fp8 W8A8 via CUTLASS' or 'mxfp4 weights, bf16 math via Marlin'.",
     )
     kv_cache_dtype: str = Field(description="Chosen KV-cache dtype.")
-    tensor_parallel_size: int = Field(description="GPUs per replica.")
+    tensor_parallel_size: int = Field(description="GPUs per replica (1 on CPU pools).")
     quantization: str | None = Field(
         default=None, description="--quantization flag, only for on-the-fly FP8 of a base model (never a checkpoint)."
     )

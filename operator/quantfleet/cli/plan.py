@@ -11,6 +11,11 @@ stderr, no traceback.
 Precisions that need a calibrated checkpoint (fp8-block, w4a16, nvfp4, mxfp4) are planned as if one existed
 when requested explicitly (the output says so); `auto` only uses checkpoints named with `--checkpoint`.
 
+`--cpu amx|avx512|avx2` (or `--node-labels` with a GPU-less Node, labelled by Node Feature Discovery) plans a CPU
+pool instead: vLLM's CPU backend, the precisions it runs on that instruction set, and the pod it gets on a node of
+`--node-memory` / `--node-cpus` (VLLM_CPU_KVCACHE_SPACE, CPU and memory requests); `--memory` / `--cpus` size the pod
+as spec.resources would.
+
 A config.json that carries a `quantization_config` (or a directory with ModelOpt's hf_quant_config.json beside
 config.json, or `--hf-quant-config`) is a pre-quantized checkpoint: it is planned in its own format only, with the
 vLLM kernel that serves it on the GPU (native / fallback) or the reason vLLM refuses it (exit 2), and `--precision`
@@ -30,6 +35,14 @@ from typing import Any
 
 from quantfleet.api.checkpoint import HF_QUANT_CONFIG, CheckpointQuant, UnsupportedCheckpoint, parse_checkpoint_quant
 from quantfleet.hardware import GpuFacts, LabelError, UnknownGpu, facts_for, gpu_facts_from_labels, lookup, short_name
+from quantfleet.hardware.cpu import (
+    CPU_ISAS,
+    CpuFacts,
+    cpu_facts_from_labels,
+    cpu_quantity_millis,
+    memory_quantity_bytes,
+    nfd_labels_for,
+)
 from quantfleet.planning import (
     CapacityEstimate,
     Checkpoint,
@@ -44,6 +57,7 @@ from quantfleet.planning import (
     plan_all,
 )
 from quantfleet.planning.capacity import DEFAULT_GPU_MEMORY_UTILIZATION
+from quantfleet.planning.cpu import CpuNodeSize, cpu_name, decide_cpu, plan_all_cpu
 from quantfleet.planning.decision import (
     NEEDS_CHECKPOINT,
     REQUESTED_KV_DTYPES,
@@ -86,7 +100,21 @@ def register(subparsers: Any) -> None:
     )
     gpu = p.add_mutually_exclusive_group(required=True)
     gpu.add_argument("--gpu", metavar="PRODUCT", help="GFD product name (NVIDIA-H100-80GB-HBM3) or short name (h100)")
-    gpu.add_argument("--node-labels", metavar="FILE", help="a node's labels as JSON (a label map or a Node object)")
+    gpu.add_argument(
+        "--node-labels",
+        metavar="FILE",
+        help="a node's labels as JSON (a label map or a Node object); a GPU-less node plans a CPU pool",
+    )
+    gpu.add_argument(
+        "--cpu",
+        metavar="ISA",
+        choices=[i for i in CPU_ISAS if i != "unknown"],
+        help="plan a CPU pool (vLLM's CPU backend) of this instruction-set level: amx, avx512 or avx2",
+    )
+    p.add_argument("--node-memory", metavar="QUANTITY", help="CPU pools: the node's allocatable memory (default 64Gi)")
+    p.add_argument("--node-cpus", metavar="N", help="CPU pools: the node's allocatable CPUs (default 16)")
+    p.add_argument("--memory", metavar="QUANTITY", help="CPU pools: the pod's memory, as spec.resources would set it")
+    p.add_argument("--cpus", metavar="N", help="CPU pools: the pod's CPUs, as spec.resources would set it")
     p.add_argument("--gpu-count", type=int, metavar="N", help="GPUs per node (default: the labels / a typical node)")
     p.add_argument("--precision", default="auto", choices=REQUESTED_PRECISIONS)
     p.add_argument("--kv-cache-dtype", default="auto", choices=REQUESTED_KV_DTYPES)
@@ -110,8 +138,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         arch, quant, where = _load_model(Path(args.model_config), args.hf_quant_config)
-        gpu = _load_gpu(args)
+        cpu = _load_cpu(args)
+        gpu = _load_gpu(args) if cpu is None else None
         request = _request(args, quant, where)
+        if cpu is not None:
+            return _plan_cpu(arch, *cpu, request, args.output)
+        assert gpu is not None
         return _plan(arch, gpu, request, args.output)
     except BrokenPipeError:  # `quantfleet plan ... | head`: the reader left; not an error worth a traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -162,6 +194,122 @@ def _load_gpu(args: argparse.Namespace) -> GpuFacts:
     if facts is None:
         raise CliError(f"node labels {args.node_labels!r} carry no nvidia.com/gpu.* or amd.com/gpu.* GPU labels")
     return facts
+
+
+def _node_doc(path: str) -> tuple[Mapping[str, str], Mapping[str, Any]]:
+    """(labels, allocatable) from --node-labels: a label map, or a Node object."""
+    doc = _read_json(Path(path), "node labels")
+    is_node = isinstance(doc, Mapping) and "metadata" in doc
+    labels = doc.get("metadata", {}).get("labels") if is_node else doc
+    if not isinstance(labels, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise CliError(f"node labels {path!r} must be a JSON object of string labels (or a Node object)")
+    allocatable = (doc.get("status") or {}).get("allocatable") or {} if is_node else {}
+    return labels, allocatable
+
+
+def _load_cpu(args: argparse.Namespace) -> tuple[CpuFacts, CpuNodeSize] | None:
+    """A CPU pool to plan (--cpu, or --node-labels naming a GPU-less node); None to plan a GPU."""
+    allocatable: Mapping[str, Any] = {}
+    if args.cpu is not None:
+        cpu = cpu_facts_from_labels(nfd_labels_for(args.cpu))
+    elif args.node_labels is not None:
+        labels, allocatable = _node_doc(args.node_labels)
+        if gpu_facts_from_labels(labels) is not None:
+            return None
+        cpu = cpu_facts_from_labels(labels)
+    else:
+        return None
+    memory = memory_quantity_bytes(args.node_memory or allocatable.get("memory") or "64Gi")
+    cpus = cpu_quantity_millis(args.node_cpus or allocatable.get("cpu") or "16") // 1000
+    if memory < 1 or cpus < 1:
+        raise CliError("--node-memory / --node-cpus must be positive Kubernetes quantities (e.g. 64Gi, 16)")
+    pod_memory = memory_quantity_bytes(args.memory) if args.memory else None
+    if args.memory and not pod_memory:
+        raise CliError(f"--memory {args.memory!r} is not a Kubernetes memory quantity")
+    if args.cpus and cpu_quantity_millis(args.cpus) < 1:
+        raise CliError(f"--cpus {args.cpus!r} is not a Kubernetes CPU quantity")
+    return cpu, CpuNodeSize(memory, cpus, pod_memory, args.cpus)
+
+
+def _plan_cpu(arch: ModelArch, cpu: CpuFacts, node: CpuNodeSize, request: PlanRequest, output: str) -> int:
+    decision: Decision | None = None
+    failure: PlanError | None = None
+    try:
+        decision = decide_cpu(arch, cpu, node, request)
+    except PlanError as err:
+        if err.kind != "does-not-fit":
+            raise
+        failure = err
+    rows = plan_all_cpu(arch, cpu, node, request)
+    if output == "json":
+        if decision is not None:
+            doc: dict[str, Any] = decision.as_dict()
+        else:
+            doc = {"precision": request.precision, "fits": False, "reason": failure.reason if failure else ""}
+        doc["requested_precision"] = request.precision
+        doc["cpu_pool"] = {
+            "name": cpu.name,
+            "description": cpu.describe(),
+            "node_memory_gib": round(node.memory_bytes / 2**30, 2),
+            "node_cpus": node.cpus,
+        }
+        doc["model"] = {"model_type": arch.model_type, "description": arch.describe()}
+        print(json.dumps(doc, indent=2))
+        return 0 if decision is not None else 1
+    max_len = request.max_model_len or arch.max_position_embeddings
+    lines = [
+        f"model: {arch.describe()}",
+        f"cpu:   {cpu_name(cpu)}; node allocatable {node.memory_bytes / 2**30:.1f} GiB, {node.cpus} CPUs; "
+        f"pod memory share {request.gpu_memory_utilization}",
+        f"request: max_model_len {max_len}, concurrency {request.concurrency}, kv cache dtype {request.kv_cache_dtype}",
+        "",
+    ]
+    cols = ("precision", "support", "weights GiB", "KV dtype", "KV space GiB", "KV tokens", "concurrency", "fits")
+    cells = [cols]
+    for r in rows:
+        cap = r.capacity
+        mark = " <- chosen" if decision is not None and r.fits and r.precision == decision.precision else ""
+        cells.append(
+            (
+                r.precision + ("*" if r.needs_checkpoint and r.checkpoint is None else ""),
+                r.support,
+                f"{cap.weights_gib:.1f}" if cap else "-",
+                r.decision.kv_cache_dtype if r.decision else "-",
+                f"{cap.kv_cache_gib:.0f}" if cap else "-",
+                str(cap.kv_cache_tokens) if cap else "-",
+                f"{cap.max_concurrency:g}x" if cap else "-",
+                ("yes" if r.fits else "no") + mark,
+            )
+        )
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    for i, c in enumerate(cells):
+        lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if any(r.needs_checkpoint and r.checkpoint is None for r in rows):
+        lines.append("* needs a calibrated checkpoint (QuantizedModel); planned as if one existed")
+    lines += [f"{r.precision} cannot run on this CPU: {r.reason}" for r in rows if r.support == "no"]
+    lines.append("")
+    label = "chosen (auto)" if request.precision == "auto" else f"requested ({request.precision})"
+    if decision is not None and decision.cpu is not None:
+        lines.append(f"{label}: {decision.precision}, KV {decision.kv_cache_dtype}, vLLM CPU backend")
+        lines.append(f"  checkpoint format: {decision.checkpoint_format}")
+        lines.append(f"  compute: {decision.compute}" + (f" [{decision.kernel}]" if decision.kernel else ""))
+        lines.append(
+            f"  pod: cpu {decision.cpu.cpus}, memory {decision.cpu.memory} (requests = limits),"
+            f" VLLM_CPU_KVCACHE_SPACE={decision.cpu.kv_cache_space_gib}"
+        )
+        lines.append(f"  reason: {decision.reason}")
+        lines.append(
+            f"  vllm: --max-model-len={decision.capacity.max_model_len} --kv-cache-dtype={decision.kv_cache_dtype}"
+        )
+        for w in decision.warnings:
+            lines.append(f"  warning: {w}")
+    elif failure is not None:
+        lines.append(f"{label}: does not fit")
+        lines.append(f"  reason: {failure.reason}")
+    print("\n".join(lines))
+    return 0 if decision is not None else 1
 
 
 def _parse_checkpoint(text: str) -> Checkpoint:

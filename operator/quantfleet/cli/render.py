@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         quantized_model=None,
         deployments={},
         vllm_image=versions.vllm_image(),
+        vllm_cpu_image=versions.vllm_cpu_image(),
         now=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
     )
     out = outcome(doc, facts)

@@ -24,7 +24,7 @@ from typing import Any
 
 from quantfleet.facts.informer import Informer, strip_managed_fields
 from quantfleet.facts.store import Handler, Indexer, Store
-from quantfleet.hardware.pools import ClusterGpus, GpuNode, parse_node, pools_from
+from quantfleet.hardware.pools import ClusterGpus, CpuNode, GpuNode, parse_node, pools_from
 from quantfleet.kube.client import Kube
 from quantfleet.render.common import LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY
 
@@ -130,7 +130,7 @@ class Cache:
                 )
         self._pools: tuple[int, ClusterGpus] | None = None
         self._pools_lock = threading.Lock()
-        self._gpu_nodes: dict[str, GpuNode | str] = {}  # node name -> parsed GPU node, or why it is left out
+        self._gpu_nodes: dict[str, GpuNode | CpuNode | str] = {}  # node name -> parsed node, or why it is left out
         self.node_facts_version = 0
         self.stores["Node"].add_handler(self._node_changed)
 
@@ -194,13 +194,15 @@ class Cache:
         return self.stores["Node"].objects()
 
     def pools(self) -> ClusterGpus:
-        """GPU pools from the parsed nodes, re-aggregated only after a Node change a pool could notice."""
+        """GPU and CPU pools from the parsed nodes, re-aggregated only after a Node change a pool could notice."""
         with self._pools_lock:
             version = self.node_facts_version
             if self._pools is not None and self._pools[0] == version:
                 return self._pools[1]
             parsed = list(self._gpu_nodes.values())
-        pools = pools_from((n for n in parsed if isinstance(n, GpuNode)), (n for n in parsed if isinstance(n, str)))
+        pools = pools_from(
+            (n for n in parsed if isinstance(n, GpuNode | CpuNode)), (n for n in parsed if isinstance(n, str))
+        )
         with self._pools_lock:
             if self._pools is None or self._pools[0] < version:
                 self._pools = (version, pools)

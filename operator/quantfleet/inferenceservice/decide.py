@@ -19,8 +19,9 @@ from quantfleet.api.common import first_error
 from quantfleet.api.conditions import Cond, is_true
 from quantfleet.api.inferenceservice import InferenceServiceSpec
 from quantfleet.hardware import LabelError
+from quantfleet.hardware.cpu import cpu_quantity_millis, memory_quantity_bytes
 from quantfleet.hardware.labels import short_name
-from quantfleet.hardware.pools import ClusterGpus, GpuPool, pool_for_selector
+from quantfleet.hardware.pools import ClusterGpus, CpuPool, GpuPool, pool_for_selector
 from quantfleet.inferenceservice import status as st
 from quantfleet.planning import (
     Checkpoint,
@@ -32,10 +33,12 @@ from quantfleet.planning import (
     parse_model_config,
     router_ignore_patterns,
 )
+from quantfleet.planning.cpu import CpuNodeSize, decide_cpu
 from quantfleet.planning.decision import Decision
 from quantfleet.render.common import short_hash
 from quantfleet.render.outcome import Event, Outcome
 from quantfleet.render.vllm import (
+    CpuRollout,
     ModelLocation,
     PoolRollout,
     ServiceInput,
@@ -61,6 +64,7 @@ class ServiceFacts:
     deployments: Mapping[str, Obj]  # owned vLLM Deployments by name
     vllm_image: str
     now: str
+    vllm_cpu_image: str  # the image CPU pools run (versions.toml vllm.cpu_image)
 
 
 class Blocked(Exception):
@@ -178,15 +182,51 @@ def _request(spec: InferenceServiceSpec, model: ResolvedModel, gpus: int) -> Pla
     )
 
 
-def _pool_decision(name: str, pool: GpuPool, d: Decision, model: ResolvedModel, replicas: int, isvc: str) -> Obj:
+def _cpu_node_size(spec: InferenceServiceSpec, pool: CpuPool) -> CpuNodeSize:
+    """The smallest node's memory and CPUs, and what spec.resources asks for (limits win over requests)."""
+    wire = spec.resources.wire() if spec.resources else {}
+    given = {**(wire.get("requests") or {}), **(wire.get("limits") or {})}
+    memory = memory_quantity_bytes(given["memory"]) if "memory" in given else None
+    cpus = str(given["cpu"]) if "cpu" in given and cpu_quantity_millis(given["cpu"]) > 0 else None
+    return CpuNodeSize(pool.memory_bytes, pool.cpus, memory or None, cpus)
+
+
+def _decide(spec: InferenceServiceSpec, model: ResolvedModel, pool: GpuPool | CpuPool) -> Decision:
+    if isinstance(pool, CpuPool):
+        return decide_cpu(model.arch, pool.facts, _cpu_node_size(spec, pool), _request(spec, model, 1))
+    return decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
+
+
+def _pool_label(pool: GpuPool | CpuPool) -> str:
+    return pool.facts.name if isinstance(pool, CpuPool) else short_name(pool.facts)
+
+
+def _pool_decision(
+    name: str, pool: GpuPool | CpuPool, d: Decision, model: ResolvedModel, replicas: int, isvc: str
+) -> Obj:
     cap = d.capacity
     uri = d.checkpoint.uri if d.checkpoint else model.base_uri
     assert uri is not None
+    where: Obj
+    if isinstance(pool, CpuPool):
+        assert d.cpu is not None
+        where = {
+            "gpu": pool.facts.name,
+            "device": "cpu",
+            "nodeSelector": dict(pool.node_selector),
+            "cpuKvCacheSpaceGib": d.cpu.kv_cache_space_gib,
+            "cpu": d.cpu.cpus,
+            "memory": d.cpu.memory,
+        }
+    else:
+        where = {
+            "gpu": short_name(pool.facts),
+            "nodeSelector": dict(pool.node_selector),
+            "gpuResource": pool.gpu_resource,
+        }
     return {
         "pool": name,
-        "gpu": short_name(pool.facts),
-        "nodeSelector": dict(pool.node_selector),
-        "gpuResource": pool.gpu_resource,
+        **where,
         "modelUri": uri,
         "precision": d.precision,
         "kvCacheDtype": d.kv_cache_dtype,
@@ -218,35 +258,62 @@ def plan_pools(
             except LabelError as exc:
                 raise Blocked("PoolNotFound", f"pool {p.name}: {exc}") from exc
             if not pool.usable:
-                raise Blocked("PoolUnavailable", f"pool {p.name}: no Ready, schedulable node with free GPUs")
+                what = "with allocatable CPU and memory" if isinstance(pool, CpuPool) else "with free GPUs"
+                raise Blocked("PoolUnavailable", f"pool {p.name}: no Ready, schedulable node {what}")
             try:
-                d = decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
+                d = _decide(spec, model, pool)
             except PlanError as exc:
-                raise Blocked("CannotHonour", f"pool {p.name} ({short_name(pool.facts)}): {exc}") from exc
+                raise Blocked("CannotHonour", f"pool {p.name} ({_pool_label(pool)}): {exc}") from exc
             replicas = p.replicas if p.replicas is not None else spec.replicas
             out.append(_pool_decision(p.name, pool, d, model, replicas, name))
         return out, []
-    ranked: list[tuple[tuple[int, float, str], Obj]] = []
+    ranked: list[tuple[tuple[int, int, float, str], Obj, frozenset[str]]] = []
     refusals: list[str] = []
-    for pool in cluster.pools:
+    candidates: list[GpuPool | CpuPool] = []
+    if spec.cpu_pools != "Only":
+        candidates += cluster.pools
+    if spec.cpu_pools != "Never":
+        candidates += cluster.cpu_pools  # ranked after every GPU pool (the first key)
+    for pool in candidates:
         if not pool.usable:
             continue
         try:
-            d = decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
+            d = _decide(spec, model, pool)
         except PlanError as exc:
             refusals.append(f"{pool.name}: {exc}")
             continue
-        key = (0 if d.native else 1, -d.capacity.max_concurrency, pool.name)
-        ranked.append((key, _pool_decision(pool.name, pool, d, model, spec.replicas, name)))
+        cpu = isinstance(pool, CpuPool)
+        key = (int(cpu), 0 if d.native else 1, -d.capacity.max_concurrency, pool.name)
+        nodes = frozenset(pool.nodes) if cpu else frozenset()
+        ranked.append((key, _pool_decision(pool.name, pool, d, model, spec.replicas, name), nodes))
     if not ranked:
-        detail = "; ".join(refusals) or "the cluster has no usable GPU pool"
-        raise Blocked("CannotHonour", f"no GPU pool can serve this request: {detail}")
+        what = {"Never": "GPU pool", "Allowed": "GPU or CPU pool", "Only": "CPU pool"}[spec.cpu_pools]
+        detail = "; ".join(refusals) or f"the cluster has no usable {what}"
+        usable_cpu = [p.name for p in cluster.cpu_pools if p.usable]
+        hint = (
+            f" (CPU pools {', '.join(usable_cpu)} are not considered: spec.cpuPools is Never; set it to Allowed or"
+            " Only to serve on vLLM's CPU backend)"
+            if spec.cpu_pools == "Never" and usable_cpu
+            else ""
+        )
+        raise Blocked("CannotHonour", f"no {what} can serve this request: {detail}{hint}")
     ranked.sort(key=lambda kv: kv[0])
-    return [d for _, d in ranked[: spec.max_pools]], refusals
+    # Automatic CPU pools may overlap (an instance-type pool and an ISA-label pool can share nodes): never two
+    # Deployments of one service on the same CPU nodes.
+    chosen: list[Obj] = []
+    taken: set[str] = set()
+    for _, decision, nodes in ranked:
+        if len(chosen) == spec.max_pools:
+            break
+        if nodes & taken:
+            continue
+        chosen.append(decision)
+        taken |= nodes
+    return chosen, refusals
 
 
 def service_input(
-    name: str, ns: str, uid: str, spec: InferenceServiceSpec, model: ResolvedModel, image: str
+    name: str, ns: str, uid: str, spec: InferenceServiceSpec, model: ResolvedModel, image: str, cpu_image: str
 ) -> ServiceInput:
     """What every pool's Deployment shares, from the spec and the resolved model."""
     vllm = spec.vllm
@@ -259,6 +326,7 @@ def service_input(
         max_model_len=spec.max_model_len,
         gpu_memory_utilization=spec.gpu_memory_utilization,
         image=vllm.image if vllm and vllm.image else image,
+        cpu_image=vllm.cpu_image if vllm and vllm.cpu_image else cpu_image,
         extra_args=tuple(vllm.extra_args or []) if vllm else (),
         resources=spec.resources.wire() if spec.resources else None,
         credentials_secret=model.credentials,
@@ -274,7 +342,7 @@ def rollouts(spec: InferenceServiceSpec, decisions: list[Obj]) -> list[PoolRollo
         PoolRollout(
             pool=d["pool"],
             node_selector=d["nodeSelector"],
-            gpu_resource=d["gpuResource"],
+            gpu_resource=d.get("gpuResource") or "",
             tensor_parallel_size=d["tensorParallelSize"],
             kv_cache_dtype=d["kvCacheDtype"],
             quantization=d.get("quantization"),
@@ -282,15 +350,22 @@ def rollouts(spec: InferenceServiceSpec, decisions: list[Obj]) -> list[PoolRollo
             quantized_checkpoint=d.get("checkpointFormat", "bf16") not in BASE_FORMATS,
             replicas=d["replicas"],
             tolerations=tolerations.get(d["pool"], ()),
+            weights_gib=float(d.get("weightsGib") or 0) * d["tensorParallelSize"],
+            cpu=CpuRollout(d["cpuKvCacheSpaceGib"], d["cpu"], d["memory"]) if d.get("device") == "cpu" else None,
         )
         for d in decisions
     ]
 
 
 def plan_hash(spec: InferenceServiceSpec, model: ResolvedModel, replan: str | None) -> str:
+    wire = spec.wire()
+    # Fields added with a default that keeps the old behaviour stay out of the hash at that default, so an operator
+    # upgrade never re-plans (and possibly flips) a running fleet.
+    if wire.get("cpuPools") == "Never":
+        del wire["cpuPools"]
     return short_hash(
         {
-            "spec": spec.wire(),
+            "spec": wire,
             "checkpoint": model.checkpoint.uri if model.checkpoint else None,
             "base": model.base_uri,
             "replan": replan or "",
@@ -321,7 +396,7 @@ def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
         # Existing Deployments keep serving (nothing torn down); status says why nothing new is rolled out.
         return st.blocked(isvc, exc.reason, str(exc), exc.waiting, pinned, facts.deployments, facts.now)
 
-    svc = service_input(name, ns, meta["uid"], spec, model, facts.vllm_image)
+    svc = service_input(name, ns, meta["uid"], spec, model, facts.vllm_image, facts.vllm_cpu_image)
     desired = [expected_deployment(svc, roll) for roll in rollouts(spec, decisions)]
     wanted = {d["metadata"]["name"] for d in desired}
     stale = tuple(dep for dep_name, dep in sorted(facts.deployments.items()) if dep_name not in wanted)

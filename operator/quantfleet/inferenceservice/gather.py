@@ -35,5 +35,6 @@ def gather(cache: Cache, isvc: Obj, now: dt.datetime) -> ServiceFacts:
         quantized_model=qm,
         deployments=deployments,
         vllm_image=versions.vllm_image(),
+        vllm_cpu_image=versions.vllm_cpu_image(),
         now=now.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
     )

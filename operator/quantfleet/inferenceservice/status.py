@@ -5,7 +5,8 @@ Conditions:
   Planned      every pool has a decision (pinned, or made this pass); False says why none could be made
   Available    every pool's Deployment has its desired replicas ready
   Progressing  a rollout is under way (new ReplicaSet not fully updated / available)
-  Degraded     a pinned pool lost its nodes or GPUs; the decision is kept (never a silent re-plan)
+  Degraded     a pinned pool lost its nodes or GPUs (a CPU pool: its nodes or the memory it was sized for); the
+               decision is kept (never a silent re-plan)
 Ready = ModelReady ∧ Planned ∧ Available ∧ ¬Progressing. Degraded is reported beside it: a pool whose nodes went
 NotReady may still be serving, and flipping Ready on every node blip would page people for nothing.
 """
@@ -18,7 +19,9 @@ from typing import Any
 from quantfleet.api.conditions import Cond, Requirement
 from quantfleet.api.inferenceservice import InferenceServiceStatus
 from quantfleet.api.status import build_status
-from quantfleet.hardware.pools import ClusterGpus
+from quantfleet.hardware import LabelError
+from quantfleet.hardware.cpu import memory_quantity_bytes
+from quantfleet.hardware.pools import ClusterGpus, CpuPool, pool_for_selector
 from quantfleet.render.outcome import Event, Outcome
 from quantfleet.render.vllm import endpoint
 
@@ -71,9 +74,31 @@ def observe(decisions: Sequence[Obj], deployments: Mapping[str, Obj]) -> tuple[l
     return out, updating
 
 
+def _cpu_problem(cluster: ClusterGpus, d: Obj) -> str | None:
+    """Why a pinned CPU pool can no longer serve as planned (None: it can)."""
+    try:
+        pool = pool_for_selector(cluster, d["nodeSelector"])
+    except LabelError:
+        return f"pool {d['pool']} has no GPU-less nodes any more"
+    if not isinstance(pool, CpuPool):
+        return f"pool {d['pool']}: its nodeSelector now matches GPU nodes"
+    if not pool.usable:
+        return f"pool {d['pool']}: no Ready, schedulable node (cordoned or NotReady)"
+    need = memory_quantity_bytes(d.get("memory"))
+    if need > pool.memory_bytes:
+        have = f"{pool.memory_bytes // 2**20}Mi"
+        return f"pool {d['pool']}: the smallest node's allocatable memory {have} < the pinned {d['memory']}"
+    return None
+
+
 def degraded(cluster: ClusterGpus, decisions: Sequence[Obj]) -> str:
     problems = []
     for d in decisions:
+        if d.get("device") == "cpu":
+            problem = _cpu_problem(cluster, d)
+            if problem:
+                problems.append(problem)
+            continue
         pool = next((p for p in cluster.pools if dict(p.node_selector).items() <= d["nodeSelector"].items()), None)
         if pool is None:
             problems.append(f"pool {d['pool']} has no GPU nodes any more")

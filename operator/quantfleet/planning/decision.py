@@ -206,8 +206,26 @@ class PlanRequest:
 
 
 @dataclass(frozen=True)
+class CpuSizing:
+    """What a CPU pool's vLLM pod gets (planning.cpu): the KV cache space vLLM's CPU backend allocates
+    (VLLM_CPU_KVCACHE_SPACE, whole GiB) and the pod's CPU/memory, requests equal to limits."""
+
+    kv_cache_space_gib: int
+    memory_bytes: int
+    cpus: str  # a Kubernetes CPU quantity: whole cores when the operator sizes it, the spec's value otherwise
+    node_memory_bytes: int
+    runtime_bytes: int
+    activation_bytes: int
+
+    @property
+    def memory(self) -> str:
+        """The pod memory as a Kubernetes quantity (whole MiB)."""
+        return f"{self.memory_bytes // 2**20}Mi"
+
+
+@dataclass(frozen=True)
 class Decision:
-    """How to serve the model on this GPU, and why.
+    """How to serve the model on this GPU (or CPU pool: `device` "cpu", `cpu` set), and why.
 
     `checkpoint_format` is what the weights ARE (bf16 for a base model, else the checkpoint's method and scheme);
     `compute` is what the pool computes in (e.g. "mxfp4 weights, bf16 math via Marlin"); `kernel` names the vLLM
@@ -225,6 +243,8 @@ class Decision:
     checkpoint_format: str = "bf16"
     compute: str = ""
     kernel: str | None = None
+    device: Literal["gpu", "cpu"] = "gpu"
+    cpu: CpuSizing | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the `quantfleet plan --output json` keys; status writers can reuse it)."""
@@ -248,6 +268,19 @@ class Decision:
             "native": self.native,
             "warnings": list(self.warnings),
             "vllm_args": list(self.vllm_args),
+            "device": self.device,
+            **({"cpu": self.cpu_dict()} if self.cpu else {}),
+        }
+
+    def cpu_dict(self) -> dict[str, Any]:
+        """The CPU pod sizing as JSON (empty for GPU decisions)."""
+        if self.cpu is None:
+            return {}
+        return {
+            "kv_cache_space_gib": self.cpu.kv_cache_space_gib,
+            "memory": self.cpu.memory,
+            "cpus": self.cpu.cpus,
+            "node_memory_gib": round(self.cpu.node_memory_bytes / GIB, 2),
         }
 
     @property

@@ -3,16 +3,30 @@
 Pure. The vLLM command line is built only from the names declared in
 `quantfleet.api.vllm_flags` (checked against the pinned vLLM source by the contract test),
 and every rendered pod is restricted-profile compliant, probed on /health and scraped on /metrics.
+
+Probes: /health answers 200 only once the engine is up (and 503 when it died), so readiness and liveness
+use it, and a startup probe holds them off while vLLM starts. Its budget is sized to the model: a fixed
+start (imports, engine init, CUDA graphs or torch.compile) plus the time to fetch and load the weights
+(`startup_budget_seconds`), never an hour for every model.
+
+A CPU pool's Deployment (`PoolRollout.cpu`) runs the vLLM CPU image with the same `vllm serve` command: no
+GPU resources or GPU tolerations; CPU and memory requests equal to limits (a Guaranteed pod); the KV cache
+sized by `VLLM_CPU_KVCACHE_SPACE` (whole GiB: without it vLLM's CPU backend reads
+--gpu-memory-utilization as a share of the node's RAM, so that flag is not rendered there); a 16-bit KV
+cache as `--kv-cache-dtype auto`; and a node affinity that keeps the pods off GPU nodes, whatever the
+pool's selector matches.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from quantfleet.api import vllm_flags as vf
 from quantfleet.api.common import parse_pvc_uri
+from quantfleet.hardware.labels import AMD_DEVICE_ID, AMD_PRODUCT, NV_PRODUCT
 from quantfleet.render.common import (
     LABEL_COMPONENT,
     LABEL_INSTANCE,
@@ -34,6 +48,19 @@ from quantfleet.render.common import (
 Obj = dict[str, Any]
 PORT = vf.DEFAULT_PORT
 MODEL_MOUNT = "/models"
+# The environment variable vLLM's CPU backend sizes its KV cache by (GiB, read with int()).
+CPU_KVCACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
+
+# Startup budget: a fixed start plus seconds per GiB of weights, by where they come from. The fixed part covers
+# imports, engine init, CUDA graph capture or torch.compile (measured on CPU: 40 s eager, 104 s with torch.compile for
+# a tiny model on 2 cores, docs/vllm-cpu.md); fetching from a hub or S3 is counted at 100 MiB/s, reading a mounted
+# volume at 500 MiB/s.
+STARTUP_BASE_SECONDS = 300
+STARTUP_SECONDS_PER_GIB_FETCHED = 10
+STARTUP_SECONDS_PER_GIB_MOUNTED = 2
+PROBE_PERIOD_SECONDS = 10
+# Labels that mark a GPU node (the ones the pool view reads a GPU product from): CPU pods never land there.
+GPU_NODE_LABELS = (NV_PRODUCT, AMD_PRODUCT, AMD_DEVICE_ID)
 
 
 @dataclass(frozen=True)
@@ -77,6 +104,17 @@ class PoolRollout:
     # The weights are a quantized checkpoint whose config names its method: vLLM detects it, and a --quantization flag
     # could only be a no-op, be overridden, or stop vLLM at start-up (a method mismatch), so none is ever rendered.
     quantized_checkpoint: bool = False
+    weights_gib: float = 0.0  # the whole checkpoint, for the startup budget
+    cpu: CpuRollout | None = None  # set for a CPU pool (vLLM's CPU backend)
+
+
+@dataclass(frozen=True)
+class CpuRollout:
+    """A CPU pool's pinned sizing: the KV cache space and the pod's CPUs and memory (requests = limits)."""
+
+    kv_cache_space_gib: int
+    cpus: str
+    memory: str
 
 
 @dataclass(frozen=True)
@@ -88,6 +126,7 @@ class ServiceInput:
     max_model_len: int
     gpu_memory_utilization: float
     image: str
+    cpu_image: str = ""
     extra_args: tuple[str, ...] = ()
     resources: Obj | None = None
     credentials_secret: str | None = None
@@ -119,16 +158,43 @@ def vllm_args(svc: ServiceInput, roll: PoolRollout) -> list[str]:
         str(roll.tensor_parallel_size),
         vf.FLAG_MAX_MODEL_LEN,
         str(svc.max_model_len),
-        vf.FLAG_GPU_MEMORY_UTILIZATION,
-        f"{svc.gpu_memory_utilization:g}",
-        vf.FLAG_KV_CACHE_DTYPE,
-        roll.kv_cache_dtype,
     ]
-    if roll.quantization and not roll.quantized_checkpoint:
+    if roll.cpu is None:  # on CPU the KV cache is VLLM_CPU_KVCACHE_SPACE; the flag would mean a share of RAM
+        args += [vf.FLAG_GPU_MEMORY_UTILIZATION, f"{svc.gpu_memory_utilization:g}"]
+    args += [vf.FLAG_KV_CACHE_DTYPE, roll.kv_cache_dtype]
+    if roll.quantization and not roll.quantized_checkpoint and roll.cpu is None:
         args += [vf.FLAG_QUANTIZATION, roll.quantization]
     if roll.model.claim is None:
         args += [vf.FLAG_DOWNLOAD_DIR, "/cache/models"]
     return args + list(svc.extra_args)
+
+
+def startup_budget_seconds(weights_gib: float, model: ModelLocation) -> int:
+    """How long the startup probe lets vLLM start: a fixed start plus fetching/loading the weights."""
+    per_gib = STARTUP_SECONDS_PER_GIB_MOUNTED if model.claim is not None else STARTUP_SECONDS_PER_GIB_FETCHED
+    return STARTUP_BASE_SECONDS + math.ceil(max(weights_gib, 0.0) * per_gib)
+
+
+def cpu_resources(resources: Obj | None, cpu: CpuRollout) -> Obj:
+    """A CPU pod's resources: the pinned CPUs and memory as requests = limits (Guaranteed), plus the spec's others."""
+    requests = {k: str(v) for k, v in ((resources or {}).get("requests") or {}).items()}
+    limits = {k: str(v) for k, v in ((resources or {}).get("limits") or {}).items()}
+    for block in (requests, limits):
+        block.update({"cpu": cpu.cpus, "memory": cpu.memory})
+    return {"requests": dict(sorted(requests.items())), "limits": dict(sorted(limits.items()))}
+
+
+def not_on_gpu_nodes() -> Obj:
+    """Node affinity that keeps CPU-pool pods off GPU nodes (a CPU pool's selector may match them too)."""
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": k, "operator": "DoesNotExist"} for k in GPU_NODE_LABELS]}
+                ]
+            }
+        }
+    }
 
 
 def expected_deployment(svc: ServiceInput, roll: PoolRollout) -> Obj:
@@ -141,22 +207,31 @@ def expected_deployment(svc: ServiceInput, roll: PoolRollout) -> Obj:
         {"name": "HF_HOME", "value": "/cache/hf"},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
+    if roll.cpu is not None:
+        env.append({"name": CPU_KVCACHE_ENV, "value": str(roll.cpu.kv_cache_space_gib)})
+    budget = startup_budget_seconds(roll.weights_gib, roll.model)
     container: Obj = {
         "name": "vllm",
-        "image": svc.image,
+        "image": svc.cpu_image if roll.cpu is not None else svc.image,
         "command": list(vf.VLLM_COMMAND),
         "args": args,
         "env": env,
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-        "resources": resource_block(svc.resources, roll.gpu_resource, roll.tensor_parallel_size),
+        "resources": (
+            cpu_resources(svc.resources, roll.cpu)
+            if roll.cpu is not None
+            else resource_block(svc.resources, roll.gpu_resource, roll.tensor_parallel_size)
+        ),
         "startupProbe": {
             "httpGet": {"path": vf.HEALTH_PATH, "port": "http"},
-            "periodSeconds": 10,
-            "failureThreshold": 360,
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "timeoutSeconds": 5,
+            "failureThreshold": math.ceil(budget / PROBE_PERIOD_SECONDS),
         },
         "readinessProbe": {
             "httpGet": {"path": vf.HEALTH_PATH, "port": "http"},
-            "periodSeconds": 10,
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "timeoutSeconds": 5,
             "failureThreshold": 3,
         },
         "livenessProbe": {
@@ -170,13 +245,30 @@ def expected_deployment(svc: ServiceInput, roll: PoolRollout) -> Obj:
     }
     volumes: list[Obj] = [
         {"name": "cache", "emptyDir": {}},
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+        # memory-backed: on a CPU pool it counts against the pod's memory limit, so it stays small there
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "4Gi" if roll.cpu is not None else "16Gi"}},
     ]
     if roll.model.claim is not None:
         container["volumeMounts"].append({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True})
         volumes.append({"name": "model", "persistentVolumeClaim": {"claimName": roll.model.claim, "readOnly": True}})
     if svc.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": svc.credentials_secret}}]
+    pod_spec: Obj = {
+        "automountServiceAccountToken": False,
+        "securityContext": restricted_pod_security(),
+        "nodeSelector": dict(roll.node_selector),
+        # GPU nodes are commonly tainted with their resource; a CPU pod tolerates only what the pool spec lists
+        "tolerations": (
+            list(roll.tolerations)
+            if roll.cpu is not None
+            else tolerations_for(roll.gpu_resource, list(roll.tolerations))
+        ),
+        "terminationGracePeriodSeconds": 60,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if roll.cpu is not None:
+        pod_spec["affinity"] = not_on_gpu_nodes()
     template_annotations = {
         **dict(svc.pod_annotations),
         "prometheus.io/scrape": "true",
@@ -200,15 +292,7 @@ def expected_deployment(svc: ServiceInput, roll: PoolRollout) -> Obj:
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
             "template": {
                 "metadata": {"labels": merge_labels(labels, dict(svc.pod_labels)), "annotations": template_annotations},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "securityContext": restricted_pod_security(),
-                    "nodeSelector": dict(roll.node_selector),
-                    "tolerations": tolerations_for(roll.gpu_resource, list(roll.tolerations)),
-                    "terminationGracePeriodSeconds": 60,
-                    "containers": [container],
-                    "volumes": volumes,
-                },
+                "spec": pod_spec,
             },
         },
     }

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from quantfleet.hardware.cpu import nfd_labels_for
 from quantfleet_dev.sandbox import paths
 
 POOL_LABEL = "quantfleet.io/pool"
@@ -52,6 +53,7 @@ class NodePool:
     pods: int = 110
     driver_version: str = ""
     cuda_runtime_version: str = ""
+    cpu_isa: str = ""  # a CPU pool's NFD level: amx | avx512 | avx2 ("" = no NFD labels)
 
     def node_name(self, index: int) -> str:
         return f"{self.name}-{index}"
@@ -93,6 +95,9 @@ def parse_fleet(doc: dict[str, Any]) -> Fleet:
         if gpu_key is not None and gpu_key not in gpus:
             raise ValueError(f"pool {raw['name']}: unknown gpu {gpu_key!r} (known: {', '.join(gpus)})")
         gpu = gpus[gpu_key] if gpu_key is not None else None
+        cpu_isa = str(raw.get("cpuIsa", ""))
+        if cpu_isa and cpu_isa not in ("amx", "avx512", "avx2"):
+            raise ValueError(f"pool {raw['name']}: cpuIsa must be amx, avx512 or avx2, not {cpu_isa!r}")
         pools.append(
             NodePool(
                 name=str(raw["name"]),
@@ -105,6 +110,7 @@ def parse_fleet(doc: dict[str, Any]) -> Fleet:
                 pods=int(raw.get("pods", 110)),
                 driver_version=str(nvidia.get("driverVersion", "")),
                 cuda_runtime_version=str(nvidia.get("cudaRuntimeVersion", "")),
+                cpu_isa=cpu_isa,
             )
         )
     names = [p.name for p in pools]
@@ -190,6 +196,8 @@ def node_manifest(pool: NodePool, index: int) -> dict[str, Any]:
     if pool.gpu is not None and pool.gpus_per_node > 0:
         labels |= gpu_labels(pool.gpu, pool.gpus_per_node, pool.machine, pool.driver_version, pool.cuda_runtime_version)
         resources[pool.gpu.resource] = str(pool.gpus_per_node)
+    elif pool.cpu_isa:
+        labels |= nfd_labels_for(pool.cpu_isa)  # type: ignore[arg-type]
     return {
         "apiVersion": "v1",
         "kind": "Node",
