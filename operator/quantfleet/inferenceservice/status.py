@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from quantfleet.api.conditions import Cond, Requirement
+from quantfleet.api.conditions import Cond, Requirement, condition
 from quantfleet.api.inferenceservice import InferenceServiceStatus
 from quantfleet.api.status import build_status
 from quantfleet.hardware import LabelError
@@ -49,14 +49,17 @@ def _finish(isvc: Obj, fields: Obj, conds: list[Cond], now: str, ready_message: 
         meta.get("generation"),
         ("Serving", ready_message),
     )
+    # Events record what went wrong and what recovered; routine progress (a first rollout, waiting for a model's
+    # calibration) lives in the conditions only: at fleet scale an Event per service per rollout is a write apiece.
+    before = condition((isvc.get("status") or {}).get("conditions"), "Ready") or {}
+    was_failing = before.get("status") == "False" and before.get("reason") not in QUIET_REASONS
     events = []
     for cond in changed:
-        # waiting for a rollout or for the model's calibration is normal progress, not worth a Warning
         failing = cond["type"] == "Ready" and cond["status"] == "False" and cond["reason"] not in QUIET_REASONS
         if failing or (cond["type"] == "Degraded" and cond["status"] == "True"):
             events.append(Event("Warning", cond["reason"], cond.get("message") or cond["reason"]))
-        elif cond["type"] == "Ready" and cond["status"] == "True":
-            events.append(Event("Normal", "Serving", cond.get("message") or ""))
+        elif cond["type"] == "Ready" and cond["status"] == "True" and was_failing:
+            events.append(Event("Normal", "Serving", f"recovered from {before.get('reason')}: {cond.get('message')}"))
     return status, events
 
 
