@@ -529,7 +529,7 @@ def main() -> int:
     table = render(result)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H%M")
     (args.out / f"fleet-scale-{stamp}-{args.nodes}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"fleet-scale-{stamp}-{args.nodes}.md").write_text(table + "\n")
     if not args.keep:

@@ -123,7 +123,8 @@ class Manager:
                 self.queue.done(key)
 
     def enqueue_all(self) -> None:
-        for kind in self.controllers:
+        # QuantizedModels first (the services that serve them can only wait for their checkpoints)
+        for kind in sorted(self.controllers, key=lambda k: k != "QuantizedModel"):
             for obj in self.cache.objects(kind):
                 meta = obj["metadata"]
                 self.queue.add((kind, meta["namespace"], meta["name"]))

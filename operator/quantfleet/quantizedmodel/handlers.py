@@ -54,7 +54,9 @@ def setup(cache: Cache, enqueue: Enqueue) -> None:
     def own(old: Obj | None, new: Obj | None) -> None:
         obj = new or old
         if obj is not None and changed_beyond_status(old, new):
-            enqueue(obj["metadata"]["namespace"], obj["metadata"]["name"])
+            # Calibration is the long pole of everything that serves the model (hours on real GPUs): a new or
+            # changed QuantizedModel starts its Job ahead of routine service passes, which could only wait for it.
+            enqueue(obj["metadata"]["namespace"], obj["metadata"]["name"], urgent=True)
 
     def configmap(old: Obj | None, new: Obj | None) -> None:
         if old is not None and new is not None and old.get("data") == new.get("data"):
