@@ -325,17 +325,9 @@ def _request(args: argparse.Namespace, quant: CheckpointQuant | None, where: str
                 "--checkpoint names calibrated checkpoints of a BF16 base model; this config is already "
                 f"a pre-quantized checkpoint ({quant.label})"
             )
-        return PlanRequest(
-            precision=args.precision,
-            kv_cache_dtype=args.kv_cache_dtype,
-            max_model_len=args.max_model_len,
-            context_len=args.context,
-            concurrency=args.concurrency,
-            gpu_memory_utilization=args.gpu_memory_utilization,
-            gpu_count=args.gpu_count,
-            checkpoints=(Checkpoint.published(quant, where),),
-            base_model=False,
-        )
+        checkpoints: tuple[Checkpoint, ...] = (Checkpoint.published(quant, where),)
+    else:
+        checkpoints = tuple(_parse_checkpoint(c) for c in args.checkpoint)
     return PlanRequest(
         precision=args.precision,
         kv_cache_dtype=args.kv_cache_dtype,
@@ -344,7 +336,8 @@ def _request(args: argparse.Namespace, quant: CheckpointQuant | None, where: str
         concurrency=args.concurrency,
         gpu_memory_utilization=args.gpu_memory_utilization,
         gpu_count=args.gpu_count,
-        checkpoints=tuple(_parse_checkpoint(c) for c in args.checkpoint),
+        checkpoints=checkpoints,
+        base_model=quant is None,
     )
 
 

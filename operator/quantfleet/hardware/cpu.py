@@ -47,39 +47,12 @@ AMX_FLAGS: Final = frozenset({"AMXTILE", "AMXBF16"})
 ISA_SELECTOR_FLAG: Final[dict[CpuIsa, str]] = {"amx": "AMXTILE", "avx512": "AVX512F", "avx2": "AVX2"}
 
 # Realistic NFD flag sets per level (a Sapphire Rapids / Ice Lake / Zen 2 class CPU), for builders.
+_AVX2_FLAGS: Final = ("AVX", "AVX2", "FMA3", "AESNI", "ADX")
+_AVX512_FLAGS: Final = (*_AVX2_FLAGS, "AVX512F", "AVX512BW", "AVX512CD", "AVX512DQ", "AVX512VL", "AVX512VNNI")
 _NFD_FLAGS: Final[dict[CpuIsa, tuple[str, ...]]] = {
-    "avx2": ("AVX", "AVX2", "FMA3", "AESNI", "ADX"),
-    "avx512": (
-        "AVX",
-        "AVX2",
-        "FMA3",
-        "AESNI",
-        "ADX",
-        "AVX512F",
-        "AVX512BW",
-        "AVX512CD",
-        "AVX512DQ",
-        "AVX512VL",
-        "AVX512VNNI",
-    ),
-    "amx": (
-        "AVX",
-        "AVX2",
-        "FMA3",
-        "AESNI",
-        "ADX",
-        "AVX512F",
-        "AVX512BW",
-        "AVX512CD",
-        "AVX512DQ",
-        "AVX512VL",
-        "AVX512VNNI",
-        "AVX512BF16",
-        "AVX512FP16",
-        "AMXTILE",
-        "AMXBF16",
-        "AMXINT8",
-    ),
+    "avx2": _AVX2_FLAGS,
+    "avx512": _AVX512_FLAGS,
+    "amx": (*_AVX512_FLAGS, "AVX512BF16", "AVX512FP16", "AMXTILE", "AMXBF16", "AMXINT8"),
     "unknown": (),
 }
 

@@ -67,6 +67,7 @@ from quantfleet.planning.decision import (
     PlanRow,
     Precision,
     SupportLevel,
+    check_lengths,
 )
 from quantfleet.planning.model import ModelArch
 
@@ -182,15 +183,7 @@ def _check_model(arch: ModelArch, cpu: CpuFacts, request: PlanRequest) -> None:
             " (v1/attention/backends/cpu_attn.py:78)",
             kind="unsupported",
         )
-    limit = arch.max_position_embeddings
-    if request.max_model_len is not None and request.max_model_len > limit:
-        raise PlanError(
-            f"max_model_len {request.max_model_len} exceeds the model's max_position_embeddings {limit} "
-            "(vLLM refuses it unless VLLM_ALLOW_LONG_MAX_MODEL_LEN is set)"
-        )
-    max_len = request.max_model_len or limit
-    if request.context_len is not None and request.context_len > max_len:
-        raise PlanError(f"context length {request.context_len} exceeds max_model_len {max_len}")
+    check_lengths(arch, request)
 
 
 def _ckpt_cands(cpu: CpuFacts, request: PlanRequest, precision: Precision, why: str) -> tuple[list[_Cand], list[str]]:

@@ -366,7 +366,7 @@ class _Candidate:
 
 def decide(arch: ModelArch, gpu: GpuFacts, request: PlanRequest) -> Decision:
     """Precision, KV dtype, TP and capacity for serving `arch` on `gpu`; PlanError with a reason otherwise."""
-    _check_lengths(arch, request)
+    check_lengths(arch, request)
     published = [c for c in request.checkpoints if c.origin == "published"]
     if published:
         return _decide_published(arch, gpu, request, published[0])
@@ -414,7 +414,7 @@ def _decide_published(arch: ModelArch, gpu: GpuFacts, request: PlanRequest, ckpt
     return decision
 
 
-def _check_lengths(arch: ModelArch, request: PlanRequest) -> None:
+def check_lengths(arch: ModelArch, request: PlanRequest) -> None:
     limit = arch.max_position_embeddings
     if request.max_model_len is not None and request.max_model_len > limit:
         raise PlanError(
