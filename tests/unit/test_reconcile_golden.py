@@ -80,6 +80,13 @@ def seconds(ts: str) -> float:
     return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
+def children_by_kind(objs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for obj in objs:
+        out.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
+    return out
+
+
 def run_case(case: dict[str, Any]) -> Outcome:
     facts = case.get("facts") or {}
     now = facts.get("now", NOW)
@@ -96,6 +103,10 @@ def run_case(case: dict[str, Any]) -> Outcome:
                 vllm_image="vllm/vllm-openai:v0.33.0",
                 vllm_cpu_image="vllm/vllm-openai-cpu:v0.33.0-x86_64",
                 now=now,
+                children=children_by_kind(facts.get("children") or []),
+                pods=tuple(facts.get("pods") or ()),
+                optional=frozenset(facts.get("optional") or ()),
+                gpus_claimed=facts.get("gpusClaimed") or {},
             ),
         )
     pods: dict[str, list[Any]] = {}
@@ -129,6 +140,7 @@ def as_data(out: Outcome) -> dict[str, Any]:
         "events": [{"type": e.type, "reason": e.reason, "message": e.message} for e in out.events],
         "finalizers": list(out.finalizers) if out.finalizers is not None else None,
         "requeueAfter": out.requeue_after,
+        **({"handOver": list(out.hand_over)} if out.hand_over else {}),
     }
 
 
@@ -149,9 +161,15 @@ def served(obj: dict[str, Any]) -> dict[str, Any]:
     live["metadata"].update({"uid": "child-uid", "resourceVersion": "7", "generation": 1, "creationTimestamp": NOW})
     live["metadata"].setdefault("annotations", {})[APPLIED_HASH] = applied_hash(obj)
     if obj["kind"] == "Deployment":
-        live["spec"]["progressDeadlineSeconds"] = 600  # a server default the operator never set
-        n = obj["spec"]["replicas"]
-        live["status"] = {"observedGeneration": 1, "replicas": n, "updatedReplicas": n, "readyReplicas": n}
+        live["spec"].setdefault("progressDeadlineSeconds", 600)  # server defaults where the operator set none
+        n = live["spec"].setdefault("replicas", 1)
+        live["status"] = {
+            "observedGeneration": 1,
+            "replicas": n,
+            "updatedReplicas": n,
+            "readyReplicas": n,
+            "availableReplicas": n,
+        }
     return live
 
 

@@ -32,6 +32,11 @@ Precision = Literal["auto", "bf16", "fp8", "fp8-block", "w4a16", "nvfp4", "mxfp4
 KVCacheDtype = KvCacheDtype
 # Automatic mode and CPU pools: Never (default) | Allowed (ranked after every GPU pool) | Only (CPU pools only).
 CpuPools = Literal["Never", "Allowed", "Only"]
+# What autoscaling follows: vLLM's own load signals (docs/autoscaling.md names the series and the adapter rules).
+ScaleMetric = Literal["WaitingRequests", "KVCacheUsage"]
+# Auto: a KEDA ScaledObject when KEDA's CRDs are installed, else an autoscaling/v2 HorizontalPodAutoscaler.
+AutoscalerKind = Literal["Auto", "HPA", "KEDA"]
+DEFAULT_PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
 
 
 # vLLM flags derived from the decision; users may not set them through extraArgs (plus the legacy --model).
@@ -91,6 +96,79 @@ class PoolSpec(KubeModel):
         default=None, ge=0, le=1000, description="Replicas in this pool; default spec.replicas."
     )
     tolerations: list[Toleration] | None = Field(default=None, description="Tolerations for this pool's pods.")
+    autoscaling: PoolAutoscaling | None = Field(
+        default=None, description="Overrides of spec.autoscaling's bounds for this pool (needs spec.autoscaling)."
+    )
+
+
+class PoolAutoscaling(KubeModel):
+    """Per-pool bounds that override spec.autoscaling's."""
+
+    min_replicas: int | None = Field(default=None, ge=1, le=1000, description="Fewest replicas in this pool.")
+    max_replicas: int | None = Field(
+        default=None, ge=1, le=1000, description="Most replicas in this pool (bounded by the pool's GPUs too)."
+    )
+
+    cel = (
+        (
+            "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+            "autoscaling: minReplicas must not exceed maxReplicas",
+        ),
+    )
+
+
+class AutoscalingSpec(KubeModel):
+    """Scale each pool on vLLM's own metrics. The operator then never writes the Deployments' replicas: the
+    autoscaler owns them (a HorizontalPodAutoscaler through a Prometheus adapter, or a KEDA ScaledObject)."""
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest replicas per pool.")
+    max_replicas: int = Field(
+        ge=1,
+        le=1000,
+        description="Most replicas per pool. Bounded further by what the pool's GPUs hold at the planned tensor"
+        " parallelism (stated in status.decisions[].scaling).",
+    )
+    metric: ScaleMetric = Field(
+        default="WaitingRequests",
+        description="WaitingRequests: vllm:num_requests_waiting per replica (queued requests: the replicas are"
+        " saturated). KVCacheUsage: vllm:kv_cache_usage_perc per replica (0-1).",
+    )
+    target: float | None = Field(
+        default=None,
+        gt=0,
+        le=10000,
+        description="Per-replica target of the metric; default 5 waiting requests, or 0.8 KV-cache usage.",
+    )
+    autoscaler: AutoscalerKind = Field(
+        default="Auto",
+        description="Auto: a KEDA ScaledObject when KEDA's CRDs are installed, else a HorizontalPodAutoscaler."
+        " HPA or KEDA force one (KEDA without its CRDs is reported, not applied).",
+    )
+    prometheus_address: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description=f"Prometheus that KEDA queries; default {DEFAULT_PROMETHEUS}.",
+    )
+    scale_down_stabilization_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="How long load must stay low before replicas are removed (a vLLM replica is slow to start).",
+    )
+
+    cel = (("self.minReplicas <= self.maxReplicas", "spec.autoscaling: minReplicas must not exceed maxReplicas"),)
+
+
+class RolloutSpec(KubeModel):
+    """How changes reach running pools."""
+
+    progress_deadline_seconds: int | None = Field(
+        default=None,
+        ge=30,
+        le=86400,
+        description="A pool's rollout that makes no progress for this long is reported Degraded (RolloutStuck) with"
+        " the pod's reason. Default: the startup probe's budget (sized to the weights) plus 120 s.",
+    )
 
 
 class VLLMSpec(KubeModel):
@@ -139,7 +217,13 @@ class InferenceServiceSpec(KubeModel):
     expected_concurrency: int = Field(
         default=1, ge=1, le=100000, description="Concurrent requests at maxModelLen the KV cache should hold."
     )
-    replicas: int = Field(default=1, ge=0, le=1000, description="Replicas per selected pool.")
+    replicas: int = Field(
+        default=1, ge=0, le=1000, description="Replicas per selected pool (ignored with spec.autoscaling)."
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Scale pools on vLLM's metrics instead of a fixed replica count."
+    )
+    rollout: RolloutSpec | None = Field(default=None, description="How changes roll out.")
     pools: list[PoolSpec] | None = Field(
         default=None,
         max_length=16,
@@ -177,6 +261,10 @@ class InferenceServiceSpec(KubeModel):
         (
             "!has(self.model.uri) || has(self.model.configRef)",
             "spec.model.configRef is required with spec.model.uri (the operator needs config.json to plan capacity)",
+        ),
+        (
+            "!has(self.pools) || has(self.autoscaling) || self.pools.all(p, !has(p.autoscaling))",
+            "spec.pools[].autoscaling needs spec.autoscaling",
         ),
     )
 
@@ -220,7 +308,18 @@ class PoolDecision(KubeModel):
     reason: str = Field(description="Why.")
     deployment: str = Field(description="Deployment name.")
     replicas: int = Field(description="Desired replicas.")
-    ready_replicas: int | None = Field(default=None, description="Ready replicas observed.")
+    ready_replicas: int | None = Field(
+        default=None, description="Available replicas of the current pod template (old pods do not count)."
+    )
+    autoscaler: str | None = Field(
+        default=None, description="What owns the replica count: HorizontalPodAutoscaler/<name> or ScaledObject/<name>."
+    )
+    min_replicas: int | None = Field(default=None, description="Autoscaling: fewest replicas.")
+    max_replicas: int | None = Field(default=None, description="Autoscaling: most replicas (after the GPU bound).")
+    scaling: str | None = Field(default=None, description="Autoscaling: the bounds and why (the pool's GPU bound).")
+    rollout: str | None = Field(
+        default=None, description="This pool's rollout: Complete, RollingOut (n/m), Waiting (for another pool), Stuck."
+    )
     kv_cache_tokens: int | None = Field(default=None, description="Estimated KV-cache capacity in tokens per replica.")
     max_concurrency: str | None = Field(default=None, description="Estimated concurrent requests at maxModelLen.")
     weights_gib: str | None = Field(default=None, description="Estimated weight memory per GPU (GiB).")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,11 +17,12 @@ from pydantic import ValidationError
 from quantfleet.api.checkpoint import HF_QUANT_CONFIG, CheckpointQuant, UnsupportedCheckpoint, parse_checkpoint_quant
 from quantfleet.api.common import first_error
 from quantfleet.api.conditions import Cond, is_true
-from quantfleet.api.inferenceservice import InferenceServiceSpec
+from quantfleet.api.inferenceservice import DEFAULT_PROMETHEUS, InferenceServiceSpec
 from quantfleet.hardware import LabelError
 from quantfleet.hardware.cpu import cpu_quantity_millis, memory_quantity_bytes
 from quantfleet.hardware.labels import short_name
 from quantfleet.hardware.pools import ClusterGpus, CpuPool, GpuPool, pool_for_selector
+from quantfleet.inferenceservice import rollout as ro
 from quantfleet.inferenceservice import status as st
 from quantfleet.planning import (
     Checkpoint,
@@ -35,9 +36,28 @@ from quantfleet.planning import (
 )
 from quantfleet.planning.cpu import CpuNodeSize, decide_cpu
 from quantfleet.planning.decision import Decision
-from quantfleet.render.common import short_hash
+from quantfleet.render.autoscaling import (
+    DEFAULT_TARGET,
+    HPA_KIND,
+    KEDA_KIND,
+    PODMONITOR_KIND,
+    PoolScaling,
+    expected_hpa,
+    expected_pod_monitor,
+    expected_scaled_object,
+)
+from quantfleet.render.common import (
+    LABEL_ISVC,
+    LABEL_MANAGED_BY,
+    LABEL_POOL,
+    MANAGED_BY,
+    controlled_by,
+    selector_key,
+    short_hash,
+)
 from quantfleet.render.outcome import Event, Outcome
 from quantfleet.render.vllm import (
+    REPLICAS_OWNER_ANNOTATION,
     CpuRollout,
     ModelLocation,
     PoolRollout,
@@ -46,6 +66,7 @@ from quantfleet.render.vllm import (
     expected_deployment,
     expected_pdb,
     expected_service,
+    service_selector,
 )
 
 REPLAN_ANNOTATION = "quantfleet.io/replan"
@@ -65,6 +86,11 @@ class ServiceFacts:
     vllm_image: str
     now: str
     vllm_cpu_image: str  # the image CPU pools run (versions.toml vllm.cpu_image)
+    # autoscalers and monitors labelled with the service, by kind and name (KEDA's own HPAs too: filtered by owner)
+    children: Mapping[str, Mapping[str, Obj]] = field(default_factory=dict)
+    pods: tuple[Obj, ...] = ()  # the service's vLLM pods (why a stuck rollout is stuck)
+    optional: frozenset[str] = frozenset()  # optional kinds served here (ScaledObject, PodMonitor)
+    gpus_claimed: Mapping[str, int] = field(default_factory=dict)  # node selector key -> GPUs our Deployments claim
 
 
 class Blocked(Exception):
@@ -336,8 +362,10 @@ def service_input(
 
 
 def rollouts(spec: InferenceServiceSpec, decisions: list[Obj]) -> list[PoolRollout]:
-    """One PoolRollout per pinned decision (plus the explicit pool's tolerations)."""
+    """One PoolRollout per pinned decision (plus the explicit pool's tolerations); an autoscaled pool's replicas
+    belong to its autoscaler."""
     tolerations = {p.name: tuple(t.wire() for t in p.tolerations or []) for p in spec.pools or []}
+    deadline = spec.rollout.progress_deadline_seconds if spec.rollout else None
     return [
         PoolRollout(
             pool=d["pool"],
@@ -348,10 +376,11 @@ def rollouts(spec: InferenceServiceSpec, decisions: list[Obj]) -> list[PoolRollo
             quantization=d.get("quantization"),
             model=ModelLocation(d["modelUri"]),
             quantized_checkpoint=d.get("checkpointFormat", "bf16") not in BASE_FORMATS,
-            replicas=d["replicas"],
+            replicas=None if spec.autoscaling is not None else d["replicas"],
             tolerations=tolerations.get(d["pool"], ()),
             weights_gib=float(d.get("weightsGib") or 0) * d["tensorParallelSize"],
             cpu=CpuRollout(d["cpuKvCacheSpaceGib"], d["cpu"], d["memory"]) if d.get("device") == "cpu" else None,
+            progress_deadline_seconds=deadline,
         )
         for d in decisions
     ]
@@ -363,6 +392,11 @@ def plan_hash(spec: InferenceServiceSpec, model: ResolvedModel, replan: str | No
     # upgrade never re-plans (and possibly flips) a running fleet.
     if wire.get("cpuPools") == "Never":
         del wire["cpuPools"]
+    # How many replicas and how they roll out never changes what a pool serves: never a re-plan.
+    wire.pop("autoscaling", None)
+    wire.pop("rollout", None)
+    for pool in wire.get("pools") or []:
+        pool.pop("autoscaling", None)
     return short_hash(
         {
             "spec": wire,
@@ -397,8 +431,10 @@ def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
         return st.blocked(isvc, exc.reason, str(exc), exc.waiting, pinned, facts.deployments, facts.now)
 
     svc = service_input(name, ns, meta["uid"], spec, model, facts.vllm_image, facts.vllm_cpu_image)
-    desired = [expected_deployment(svc, roll) for roll in rollouts(spec, decisions)]
-    wanted = {d["metadata"]["name"] for d in desired}
+    decisions, scaling = scale_pools(spec, decisions, facts.pools, facts.deployments)
+    engine, engine_problem = choose_autoscaler(spec, facts.optional)
+    plan = plan_rollouts(svc, spec, decisions, facts)
+    wanted = {d["deployment"] for d in decisions}
     stale = tuple(dep for dep_name, dep in sorted(facts.deployments.items()) if dep_name not in wanted)
     events: list[Event] = [
         Event("Normal", "DeploymentRemoved", f"deleted Deployment {dep['metadata']['name']}: pool no longer selected")
@@ -415,16 +451,168 @@ def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
             for d in decisions
         ]
         events += [Event("Normal", "PoolSkipped", f"pool {why}"[:1000]) for why in skipped]
+    extra, remove = side_objects(name, ns, meta["uid"], engine, scaling, facts)
+    if scaling:
+        where = {HPA_KIND: HPA_KIND, KEDA_KIND: KEDA_KIND}.get(engine or "")
+        decisions = [
+            {**d, "autoscaler": f"{where}/{d['deployment']}" if where else "none"} if d["pool"] in scaling else d
+            for d in decisions
+        ]
+    states = {
+        d["pool"]: ro.rollout_state(
+            facts.deployments.get(d["deployment"]),
+            d["replicas"],
+            [p for p in facts.pods if (p["metadata"].get("labels") or {}).get(LABEL_POOL) == d["pool"]],
+        )
+        for d in decisions
+    }
     plan_generation = meta.get("generation") if fresh else prev.get("planGeneration", meta.get("generation"))
     status, transition_events = st.serving(
-        isvc, decisions, want_hash, plan_generation, facts.pools, facts.deployments, facts.now
+        isvc,
+        decisions,
+        st.Progress(want_hash, plan_generation, states, plan.waiting, engine_problem),
+        facts.pools,
+        facts.now,
     )
     return Outcome(
-        apply=(*desired, expected_service(svc), expected_pdb(svc)),
-        delete=stale,
+        apply=(*plan.apply, expected_service(svc), expected_pdb(svc), *extra),
+        delete=(*stale, *remove),
+        hand_over=plan.hand_over,
         status=status,
         events=(*events, *transition_events),
     )
+
+
+# ------------------------------------------------------------------------------------------------ day 2
+
+
+def choose_autoscaler(spec: InferenceServiceSpec, optional: frozenset[str]) -> tuple[str | None, str]:
+    """(the autoscaler kind to render, or None; why none can be, when one was asked for)."""
+    a = spec.autoscaling
+    if a is None:
+        return None, ""
+    keda = KEDA_KIND in optional
+    if a.autoscaler == "HPA" or (a.autoscaler == "Auto" and not keda):
+        return HPA_KIND, ""
+    if keda:
+        return KEDA_KIND, ""
+    return None, (
+        "spec.autoscaling.autoscaler is KEDA but KEDA's CRD scaledobjects.keda.sh is not installed: no autoscaler"
+        " is rendered and the replica counts stay as they are (install KEDA, or set autoscaler to HPA or Auto)"
+    )
+
+
+def scale_pools(
+    spec: InferenceServiceSpec, decisions: list[Obj], cluster: ClusterGpus, deployments: Mapping[str, Obj]
+) -> tuple[list[Obj], dict[str, PoolScaling]]:
+    """Decisions with this pass's replica counts and autoscaling bounds (recomputed every pass, never pinned), and
+    each autoscaled pool's scaling. An autoscaled pool's replicas are what its autoscaler set (the live Deployment's),
+    minReplicas before it exists."""
+    a = spec.autoscaling
+    pools = {p.name: p for p in spec.pools or []}
+    out: list[Obj] = []
+    scaling: dict[str, PoolScaling] = {}
+    for pinned in decisions:
+        d = {k: v for k, v in pinned.items() if k not in st.PER_PASS_FIELDS}
+        pool = pools.get(d["pool"])
+        if a is None:
+            d["replicas"] = pool.replicas if pool is not None and pool.replicas is not None else spec.replicas
+            out.append(d)
+            continue
+        bounds = pool.autoscaling if pool is not None else None
+        lo = bounds.min_replicas if bounds and bounds.min_replicas else a.min_replicas
+        hi = max(lo, bounds.max_replicas if bounds and bounds.max_replicas else a.max_replicas)
+        low, high, why = ro.bounded_max(lo, hi, ro.pool_capacity(cluster, d))
+        current = ((deployments.get(d["deployment"]) or {}).get("spec") or {}).get("replicas")
+        scaling[d["pool"]] = PoolScaling(
+            d["pool"],
+            d["deployment"],
+            low,
+            high,
+            a.metric,
+            a.target or DEFAULT_TARGET[a.metric],
+            a.scale_down_stabilization_seconds,
+            a.prometheus_address or DEFAULT_PROMETHEUS,
+        )
+        out.append(
+            {**d, "replicas": int(current) if current is not None else low, "minReplicas": low, "maxReplicas": high}
+            | {"scaling": why}
+        )
+    return out, scaling
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    apply: tuple[Obj, ...]  # Deployments to apply this pass
+    waiting: Mapping[str, str]  # pool -> why its new template waits
+    hand_over: tuple[Obj, ...]  # replica counts handed to the autoscaler before the first apply without them
+
+
+def plan_rollouts(
+    svc: ServiceInput, spec: InferenceServiceSpec, decisions: list[Obj], facts: ServiceFacts
+) -> RolloutPlan:
+    """The pools' Deployments, their strategies sized to free GPUs, rolled out one pool at a time."""
+    rendered: list[tuple[Obj, Obj, Obj | None, bool]] = []
+    for roll, d in zip(rollouts(spec, decisions), decisions, strict=True):
+        dep = expected_deployment(svc, roll)
+        live = facts.deployments.get(dep["metadata"]["name"])
+        changing = ro.template_changed(dep, live)
+        if changing:
+            cap = ro.pool_capacity(facts.pools, d)
+            free = (cap.gpus if cap else 0) - facts.gpus_claimed.get(selector_key(d["nodeSelector"]), 0)
+            surge = ro.max_surge(free, d["tensorParallelSize"], d["replicas"]) if d.get("device") != "cpu" else 0
+            dep = expected_deployment(svc, replace(roll, max_surge=surge))
+        elif (strategy := ro.live_strategy(live)) is not None:
+            dep["spec"]["strategy"] = strategy  # not rolling out: the strategy stays as it was sized
+        rendered.append((d, dep, live, changing))
+    busy = [
+        d["pool"]
+        for d, _, live, changing in rendered
+        if live is not None and not changing and not ro.rollout_state(live, d["replicas"], ()).complete
+    ]
+    changing_pools = [d["pool"] for d, _, _, changing in rendered if changing]
+    hold = set(changing_pools if busy else changing_pools[1:])
+    first = (busy or changing_pools or [""])[0]
+    waiting = {pool: f"Waiting: pool {first} rolls out first (one pool at a time)" for pool in hold}
+    hand_over = tuple(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": live["metadata"]["name"], "namespace": svc.namespace},
+            "spec": {"replicas": int((live.get("spec") or {}).get("replicas") or 1)},
+        }
+        for d, dep, live, _ in rendered
+        if live is not None
+        and d["pool"] not in hold
+        and "replicas" not in dep["spec"]
+        and (live["metadata"].get("annotations") or {}).get(REPLICAS_OWNER_ANNOTATION) != "autoscaler"
+    )
+    return RolloutPlan(tuple(dep for d, dep, _, _ in rendered if d["pool"] not in hold), waiting, hand_over)
+
+
+def side_objects(
+    name: str, ns: str, uid: str, engine: str | None, scaling: Mapping[str, PoolScaling], facts: ServiceFacts
+) -> tuple[list[Obj], list[Obj]]:
+    """(autoscalers and PodMonitor to apply, owned ones to delete). Switching between an HPA and a ScaledObject
+    deletes the old kind first and applies the new one on the next pass, so two autoscalers never drive one
+    Deployment; KEDA's own HPAs (owned by their ScaledObject) are never touched."""
+    labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_ISVC: name}
+    owned = {
+        kind: [o for o in (facts.children.get(kind) or {}).values() if controlled_by(o, uid)]
+        for kind in (HPA_KIND, KEDA_KIND, PODMONITOR_KIND)
+    }
+    render = {HPA_KIND: expected_hpa, KEDA_KIND: expected_scaled_object}
+    want = [render[engine](name, ns, uid, labels, s) for s in scaling.values()] if engine else []
+    names = {o["metadata"]["name"] for o in want}
+    remove = [o for kind in render for o in owned[kind] if kind != engine or o["metadata"]["name"] not in names]
+    if any(o["kind"] != engine for o in remove if o["kind"] in render):
+        want = []  # the other kind goes first
+    if PODMONITOR_KIND in facts.optional:
+        want.append(expected_pod_monitor(name, ns, uid, labels, service_selector(name)))
+    remove += [
+        o for o in owned[PODMONITOR_KIND] if PODMONITOR_KIND not in facts.optional or o["metadata"]["name"] != name
+    ]
+    return want, remove
 
 
 def conflict(isvc: Obj, message: str, facts: ServiceFacts) -> Outcome:

@@ -10,6 +10,7 @@ from quantfleet.facts.cache import Cache
 from quantfleet.facts.mapping import ns_key
 from quantfleet.inferenceservice import handlers
 from quantfleet.inferenceservice.decide import ServiceFacts
+from quantfleet.inferenceservice.rollout import gpus_claimed
 from quantfleet.render.common import LABEL_COMPONENT
 
 Obj = dict[str, Any]
@@ -24,16 +25,35 @@ def gather(cache: Cache, isvc: Obj, now: dt.datetime) -> ServiceFacts:
     names = {(model.get("configRef") or {}).get("name")}
     names.add(((((qm or {}).get("spec") or {}).get("source") or {}).get("modelConfigRef") or {}).get("name"))
     configmaps = {n: cm for n in names if n and (cm := cache.get("ConfigMap", ns, n)) is not None}
+    key = ns_key(ns, name)
     deployments = {
         d["metadata"]["name"]: d
-        for d in cache.by_index("Deployment", handlers.BY_LABEL, ns_key(ns, name))
+        for d in cache.by_index("Deployment", handlers.BY_LABEL, key)
         if (d["metadata"].get("labels") or {}).get(LABEL_COMPONENT) == "vllm"
+    }
+    children = {
+        kind: {o["metadata"]["name"]: o for o in cache.by_index(kind, handlers.BY_LABEL, key)}
+        for kind in ("HorizontalPodAutoscaler", "ScaledObject", "PodMonitor")
+    }
+    pods = tuple(
+        p
+        for p in cache.by_index("Pod", handlers.BY_LABEL, key)
+        if (p["metadata"].get("labels") or {}).get(LABEL_COMPONENT) == "vllm"
+    )
+    # GPUs the operator's vLLM Deployments claim on the pools this service is pinned to (rollout surge sizing)
+    claimed = {
+        selector: gpus_claimed(cache.by_index("Deployment", handlers.BY_POOL_SELECTOR, selector))
+        for selector in handlers.selectors(isvc)
     }
     return ServiceFacts(
         pools=cache.pools(),
         configmaps=configmaps,
         quantized_model=qm,
         deployments=deployments,
+        children=children,
+        pods=pods,
+        optional=cache.available_optional(),
+        gpus_claimed=claimed,
         vllm_image=versions.vllm_image(),
         vllm_cpu_image=versions.vllm_cpu_image(),
         now=now.replace(microsecond=0).isoformat().replace("+00:00", "Z"),

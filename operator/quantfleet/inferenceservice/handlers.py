@@ -1,7 +1,11 @@
 """Which cache changes enqueue which InferenceServices (and the indexes that make those lookups cheap).
 
 - the object itself: any change but its status;
-- its Deployments, Service and PodDisruptionBudget: by the quantfleet.io/inferenceservice label;
+- its Deployments, Service, PodDisruptionBudget, HorizontalPodAutoscalers, ScaledObjects and PodMonitor: by the
+  quantfleet.io/inferenceservice label (its vLLM pods are indexed the same way but enqueue nothing: a pod's
+  readiness reaches the service through its Deployment's status);
+- an optional kind (KEDA's ScaledObject, prometheus-operator's PodMonitor) that became served or went away: every
+  service (what they render depends on it);
 - the QuantizedModel it serves (spec, Ready, checkpoint) and the ConfigMap it plans with: by index;
 - a Node change a pool could notice (Ready, schedulable, labels, GPUs): the services whose explicit pool selectors
   or pinned decisions match the node's old or new labels, and the automatic services not planned yet.
@@ -16,7 +20,7 @@ from typing import Any
 from quantfleet.api.conditions import is_true
 from quantfleet.facts.cache import Cache, node_view
 from quantfleet.facts.mapping import Enqueue, both, changed_beyond_status, ns_key, parent_by_label
-from quantfleet.render.common import LABEL_ISVC
+from quantfleet.render.common import LABEL_COMPONENT, LABEL_ISVC, selector_key
 
 Obj = dict[str, Any]
 KIND = "InferenceService"
@@ -26,6 +30,8 @@ BY_SELECTOR = "isvc-by-node-selector"
 UNPLANNED = "isvc-automatic-unplanned"
 QM_BY_CONFIGMAP = "isvc:qm-by-configmap"
 BY_LABEL = "by-isvc-label"
+BY_POOL_SELECTOR = "vllm-by-node-selector"
+CHILD_KINDS = ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "ScaledObject", "PodMonitor")
 
 
 def _model(isvc: Obj) -> Obj:
@@ -47,10 +53,6 @@ def qm_configmap(qm: Obj) -> list[str]:
     return [ns_key(qm["metadata"]["namespace"], ref["name"])] if ref.get("name") else []
 
 
-def selector_key(selector: dict[str, str]) -> str:
-    return json.dumps(selector, sort_keys=True, separators=(",", ":"))
-
-
 def selectors(isvc: Obj) -> list[str]:
     """Explicit pools' selectors and the pinned decisions' selectors."""
     spec_pools = (isvc.get("spec") or {}).get("pools") or []
@@ -70,6 +72,15 @@ def by_label(obj: Obj) -> list[str]:
     return [ns_key(obj["metadata"].get("namespace"), value)] if value else []
 
 
+def pool_selector(deployment: Obj) -> list[str]:
+    """The node selector of an operator-made vLLM Deployment (what pool its GPUs come from)."""
+    meta = deployment.get("metadata") or {}
+    if (meta.get("labels") or {}).get(LABEL_COMPONENT) != "vllm" or not meta.get("ownerReferences"):
+        return []
+    selector = (((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector")
+    return [selector_key(selector)] if selector else []
+
+
 def _matches(node: Obj, selector: dict[str, str]) -> bool:
     labels = (node.get("metadata") or {}).get("labels") or {}
     return all(labels.get(k) == v for k, v in selector.items())
@@ -81,9 +92,11 @@ def setup(cache: Cache, enqueue: Enqueue) -> None:
     cache.add_indexer(KIND, BY_SELECTOR, selectors)
     cache.add_indexer(KIND, UNPLANNED, unplanned)
     cache.add_indexer("QuantizedModel", QM_BY_CONFIGMAP, qm_configmap)
-    for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+    for kind in CHILD_KINDS:
         cache.add_indexer(kind, BY_LABEL, by_label)
         cache.add_handler(kind, parent_by_label(LABEL_ISVC, enqueue))
+    cache.add_indexer("Pod", BY_LABEL, by_label)
+    cache.add_indexer("Deployment", BY_POOL_SELECTOR, pool_selector)
 
     def enqueue_all(objs: list[Obj], urgent: bool = False) -> None:
         for obj in objs:
@@ -128,6 +141,7 @@ def setup(cache: Cache, enqueue: Enqueue) -> None:
         enqueue_all(cache.by_index(KIND, UNPLANNED, "yes"), urgent=True)
 
     cache.add_handler(KIND, own)
+    cache.add_optional_listener(lambda _kind, _present: enqueue_all(cache.objects(KIND)))
     cache.add_handler("QuantizedModel", qm)
     cache.add_handler("ConfigMap", config)
     cache.add_handler("Node", node)

@@ -3,10 +3,12 @@
 Conditions:
   ModelReady   the model resolved (its QuantizedModel Ready, its config.json readable)
   Planned      every pool has a decision (pinned, or made this pass); False says why none could be made
-  Available    every pool's Deployment has its desired replicas ready
-  Progressing  a rollout is under way (new ReplicaSet not fully updated / available)
+  Available    every pool has its desired replicas of the *current* pod template available (old pods do not count)
+  Progressing  a rollout is under way (new ReplicaSet not fully updated / available, or a pool waiting its turn);
+               reason RolloutStuck when the Deployment controller gave up on it (ProgressDeadlineExceeded)
   Degraded     a pinned pool lost its nodes or GPUs (a CPU pool: its nodes or the memory it was sized for); the
-               decision is kept (never a silent re-plan)
+               decision is kept (never a silent re-plan). Also a stuck rollout (with the pod's reason) and an
+               autoscaler that was asked for but is not installed.
 Ready = ModelReady ∧ Planned ∧ Available ∧ ¬Progressing. Degraded is reported beside it: a pool whose nodes went
 NotReady may still be serving, and flipping Ready on every node blip would page people for nothing.
 """
@@ -14,6 +16,7 @@ NotReady may still be serving, and flipping Ready on every node blip would page 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from quantfleet.api.conditions import Cond, Requirement, condition
@@ -22,6 +25,7 @@ from quantfleet.api.status import build_status
 from quantfleet.hardware import LabelError
 from quantfleet.hardware.cpu import memory_quantity_bytes
 from quantfleet.hardware.pools import ClusterGpus, CpuPool, pool_for_selector
+from quantfleet.inferenceservice.rollout import RolloutState, rollout_state
 from quantfleet.render.outcome import Event, Outcome
 from quantfleet.render.vllm import endpoint
 
@@ -32,9 +36,22 @@ QUIET_REASONS = frozenset({"RollingOut", "WaitingForQuantizedModel"})
 READY_REQUIRES = (
     Requirement("ModelReady"),
     Requirement("Planned"),
-    Requirement("Available", reason="RollingOut"),
-    Requirement("Progressing", "False", reason="RollingOut"),
+    Requirement("Available"),
+    Requirement("Progressing", "False"),
 )
+# Decision fields rebuilt every pass from the world and the spec (never part of the pinned plan).
+PER_PASS_FIELDS = frozenset({"readyReplicas", "autoscaler", "minReplicas", "maxReplicas", "scaling", "rollout"})
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What this pass saw of the rollout, beside the decisions."""
+
+    plan_hash: str
+    plan_generation: int | None
+    states: Mapping[str, RolloutState] = field(default_factory=dict)  # pool -> its Deployment's rollout
+    waiting: Mapping[str, str] = field(default_factory=dict)  # pool -> why its new template waits its turn
+    autoscaling_problem: str = ""
 
 
 def _finish(isvc: Obj, fields: Obj, conds: list[Cond], now: str, ready_message: str = "") -> tuple[Obj, list[Event]]:
@@ -63,18 +80,12 @@ def _finish(isvc: Obj, fields: Obj, conds: list[Cond], now: str, ready_message: 
     return status, events
 
 
-def observe(decisions: Sequence[Obj], deployments: Mapping[str, Obj]) -> tuple[list[Obj], bool]:
-    """Decisions with readyReplicas from the live Deployments, and whether a rollout is under way."""
-    out = []
-    updating = False
-    for d in decisions:
-        dep = deployments.get(d["deployment"])
-        st = (dep or {}).get("status") or {}
-        out.append({**d, "readyReplicas": int(st.get("readyReplicas") or 0)})
-        if dep is not None:
-            gen_ok = st.get("observedGeneration", 0) >= dep["metadata"].get("generation", 0)
-            updating |= not gen_ok or int(st.get("updatedReplicas") or 0) < d["replicas"]
-    return out, updating
+def observe(decisions: Sequence[Obj], deployments: Mapping[str, Obj]) -> list[Obj]:
+    """Pinned decisions with the available replicas of their live Deployments' current templates."""
+    return [
+        {**d, "readyReplicas": rollout_state(deployments.get(d["deployment"]), d["replicas"], ()).available}
+        for d in decisions
+    ]
 
 
 def _cpu_problem(cluster: ClusterGpus, d: Obj) -> str | None:
@@ -138,7 +149,7 @@ def blocked(
 ) -> Outcome:
     """Nothing new is rolled out; existing Deployments keep serving and status says why."""
     prev = isvc.get("status") or {}
-    observed, _ = observe(pinned, deployments)
+    observed = observe(pinned, deployments)
     keep = {k: prev[k] for k in ("planHash", "planGeneration") if prev.get(k)}
     conds = [
         Cond("ModelReady", "False", reason, message) if waiting else Cond("ModelReady", "True", "Resolved"),
@@ -152,42 +163,62 @@ def blocked(
 
 
 def serving(
-    isvc: Obj,
-    decisions: list[Obj],
-    plan_hash: str,
-    plan_generation: int | None,
-    cluster: ClusterGpus,
-    deployments: Mapping[str, Obj],
-    now: str,
+    isvc: Obj, decisions: list[Obj], progress: Progress, cluster: ClusterGpus, now: str
 ) -> tuple[Obj, list[Event]]:
     meta = isvc["metadata"]
-    observed, updating = observe(decisions, deployments)
+    idle = RolloutState(True, 0, "", "Complete")
+    observed = []
+    for d in decisions:
+        state = progress.states.get(d["pool"], idle)
+        observed.append(
+            {**d, "readyReplicas": state.available, "rollout": progress.waiting.get(d["pool"]) or state.summary}
+        )
     total = sum(d["replicas"] for d in observed)
     ready = sum(d["readyReplicas"] for d in observed)
-    progressing = updating or ready < total
-    problem = degraded(cluster, observed)
+    stuck = "; ".join(
+        f"pool {d['pool']}: rollout stuck: {progress.states[d['pool']].stuck}"
+        for d in decisions
+        if d["pool"] in progress.states and progress.states[d["pool"]].stuck
+    )
+    progressing = bool(progress.waiting) or ready < total or not all(s.complete for s in progress.states.values())
     counts = f"{ready}/{total} replicas ready"
+    rolling = "RolloutStuck" if stuck else "RollingOut"
+    moving = progressing or bool(stuck)
+    problems = [
+        (reason, text)
+        for reason, text in (
+            ("PoolUnavailable", degraded(cluster, observed)),
+            ("RolloutStuck", stuck),
+            ("AutoscalerUnavailable", progress.autoscaling_problem),
+        )
+        if text
+    ]
     conds = [
         Cond("ModelReady", "True", "Resolved", f"serving {', '.join(sorted({d['modelUri'] for d in decisions}))}"),
         Cond("Planned", "True", "Planned", f"{len(decisions)} pool(s): " + ", ".join(d["pool"] for d in decisions)),
         Cond(
             "Available",
             "True" if ready >= total else "False",
-            "ReplicasReady" if ready >= total else "RollingOut",
-            counts,
+            "ReplicasReady" if ready >= total else rolling,
+            "; ".join(x for x in (counts, stuck) if x),
         ),
-        Cond("Progressing", "True" if progressing else "False", "RollingOut" if progressing else "Complete", counts),
+        Cond(
+            "Progressing",
+            "True" if moving else "False",
+            rolling if moving else "Complete",
+            "; ".join(x for x in (counts, stuck, *progress.waiting.values()) if x),
+        ),
         Cond(
             "Degraded",
-            "True" if problem else "False",
-            "PoolUnavailable" if problem else "AsPlanned",
-            problem or "every pinned pool is available",
+            "True" if problems else "False",
+            problems[0][0] if problems else "AsPlanned",
+            "; ".join(text for _, text in problems) or "every pinned pool is available",
         ),
     ]
     fields = {
         "decisions": observed,
-        "planHash": plan_hash,
-        "planGeneration": plan_generation,
+        "planHash": progress.plan_hash,
+        "planGeneration": progress.plan_generation,
         "precision": ",".join(dict.fromkeys(d["precision"] for d in decisions)),
         "checkpointFormat": ",".join(dict.fromkeys(d.get("checkpointFormat") or "bf16" for d in decisions)),
         "compute": "; ".join(f"{d['pool']}: {d['compute']}" for d in decisions if d.get("compute")) or None,

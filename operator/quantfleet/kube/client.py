@@ -63,6 +63,11 @@ KINDS: dict[str, Kind] = {
         Kind("batch/v1", "Job", "jobs"),
         Kind("apps/v1", "Deployment", "deployments"),
         Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        Kind("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False),
+        # optional: served only where KEDA / prometheus-operator installed their CRDs (quantfleet.facts.cache)
+        Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects"),
+        Kind("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
         Kind("coordination.k8s.io/v1", "Lease", "leases"),
         Kind("quantfleet.io/v1alpha1", "QuantizedModel", "quantizedmodels"),
         Kind("quantfleet.io/v1alpha1", "InferenceService", "inferenceservices"),
@@ -231,11 +236,11 @@ class Kube:
             raw.release_conn()
 
     # -- writes (quantfleet.kube.writer and leader election only) --------------------------------------
-    def apply(self, obj: Obj, force: bool = True) -> Obj:
-        """Server-side apply `obj` with the operator's field manager."""
+    def apply(self, obj: Obj, force: bool = True, field_manager: str = FIELD_MANAGER) -> Obj:
+        """Server-side apply `obj` with the operator's field manager (or another of its own)."""
         kind = KINDS[obj["kind"]]
         meta = obj["metadata"]
-        query = {"fieldManager": FIELD_MANAGER, "force": "true" if force else "false"}
+        query = {"fieldManager": field_manager, "force": "true" if force else "false"}
         out = self._call(
             "PATCH", kind.path(meta.get("namespace"), meta["name"]), obj, "application/apply-patch+yaml", query
         )

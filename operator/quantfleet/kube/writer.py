@@ -21,25 +21,23 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from quantfleet.kube.client import Kube
-from quantfleet.render.common import short_hash
+from quantfleet.render.common import controlled_by, short_hash
+from quantfleet.render.compare import is_subset
 from quantfleet.render.outcome import Outcome
 
 log = logging.getLogger("quantfleet.writer")
 Obj = dict[str, Any]
 APPLIED_HASH = "quantfleet.io/applied-hash"
+# Field manager that holds a field the operator hands to another controller (an autoscaled Deployment's replicas):
+# when the operator's own apply stops setting a field it was the only manager of, the API server would reset it.
+HANDOVER_MANAGER = "quantfleet-handover"
 
 
 class NotOwned(RuntimeError):
     """The live object exists and is not controlled by the expected owner: the operator refuses to touch it."""
-
-
-def controlled_by(obj: Mapping[str, Any], owner_uid: str) -> bool:
-    refs = obj.get("metadata", {}).get("ownerReferences") or []
-    return any(r.get("uid") == owner_uid and r.get("controller") for r in refs)
 
 
 def _owned(obj: Mapping[str, Any]) -> bool:
@@ -57,43 +55,6 @@ def drifted(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
         return True
     stamped = (live.get("metadata", {}).get("annotations") or {}).get(APPLIED_HASH)
     return stamped != applied_hash(desired) or not is_subset(desired, live)
-
-
-def is_subset(want: Any, have: Any) -> bool:
-    """Every value in `want` is present and equal in `have` (dict keys `have` adds are ignored)."""
-    if isinstance(want, Mapping):
-        return isinstance(have, Mapping) and all(k in have and is_subset(v, have[k]) for k, v in want.items())
-    if isinstance(want, list):
-        return isinstance(have, list) and len(want) == len(have) and all(map(is_subset, want, have))
-    return want == have or _same_quantity(want, have)
-
-
-_SUFFIX: dict[str, int | Decimal] = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}  # fmt: skip
-
-
-def _quantity(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    text = str(value)
-    for suffix in sorted(_SUFFIX, key=len, reverse=True):
-        if suffix and text.endswith(suffix):
-            number = text[: -len(suffix)]
-            break
-    else:
-        suffix, number = "", text
-    try:
-        return Decimal(number) * Decimal(_SUFFIX[suffix])
-    except InvalidOperation:
-        return None
-
-
-def _same_quantity(a: Any, b: Any) -> bool:
-    qa, qb = _quantity(a), _quantity(b)
-    return qa is not None and qa == qb
 
 
 class EventRecorder:
@@ -250,6 +211,18 @@ class Writer:
     def execute(self, parent: Obj, out: Outcome, live: Callable[[Obj], Obj | None]) -> None:
         """Make the children match an Outcome (raises NotOwned before touching anything it does not own)."""
         uid = parent["metadata"]["uid"]
+        for obj in out.hand_over:
+            current = live(obj)
+            if current is None:
+                continue
+            if not controlled_by(current, uid):
+                raise NotOwned(
+                    f"{obj['kind']} {obj['metadata'].get('namespace')}/{obj['metadata']['name']} is not ours"
+                )
+            log.info(
+                "hand over kind=%s object=%s/%s", obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
+            )
+            self._seen(self.kube.apply(obj, field_manager=HANDOVER_MANAGER))
         for obj in out.create:
             self.create(obj, live(obj), uid if _owned(obj) else None)
         for obj in out.apply:

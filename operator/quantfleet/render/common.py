@@ -53,6 +53,17 @@ def owner_reference(kind: str, name: str, uid: str) -> Obj:
     }
 
 
+def controlled_by(obj: Any, owner_uid: str) -> bool:
+    """`obj`'s controller owner reference names `owner_uid` (what is the operator's to change or delete)."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == owner_uid and r.get("controller") for r in refs)
+
+
+def selector_key(selector: Any) -> str:
+    """A node selector as an index key: the same labels give the same key whatever their order."""
+    return json.dumps(dict(selector), sort_keys=True, separators=(",", ":"))
+
+
 def restricted_pod_security() -> Obj:
     return {
         "runAsNonRoot": True,

@@ -30,3 +30,4 @@ class Outcome:
     events: tuple[Event, ...] = ()
     finalizers: tuple[str, ...] | None = None  # the list the object should carry; None: leave it alone
     requeue_after: float | None = None  # come back even without an event (time-based conditions only)
+    hand_over: tuple[Obj, ...] = ()

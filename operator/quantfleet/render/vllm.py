@@ -15,6 +15,12 @@ sized by `VLLM_CPU_KVCACHE_SPACE` (whole GiB: without it vLLM's CPU backend read
 --gpu-memory-utilization as a share of the node's RAM, so that flag is not rendered there); a 16-bit KV
 cache as `--kv-cache-dtype auto`; and a node affinity that keeps the pods off GPU nodes, whatever the
 pool's selector matches.
+
+Rollouts: GPUs are scarce, so a pool's strategy is sized to its free GPUs when a rollout starts (`PoolRollout.
+max_surge`: surge as many new pods as free GPUs hold, else replace one at a time with `maxSurge: 0, maxUnavailable:
+1`), and `progressDeadlineSeconds` is the startup budget plus `PROGRESS_MARGIN_SECONDS`, so the Deployment controller
+marks a rollout whose new pods never become Ready as stuck (ProgressDeadlineExceeded) instead of leaving it pending.
+An autoscaled pool's Deployment carries no `spec.replicas` (`PoolRollout.replicas` None): its autoscaler owns them.
 """
 
 from __future__ import annotations
@@ -59,6 +65,10 @@ STARTUP_BASE_SECONDS = 300
 STARTUP_SECONDS_PER_GIB_FETCHED = 10
 STARTUP_SECONDS_PER_GIB_MOUNTED = 2
 PROBE_PERIOD_SECONDS = 10
+PROGRESS_MARGIN_SECONDS = 120
+# On an autoscaled pool's Deployment: the replica count belongs to the autoscaler (quantfleet.kube.writer hands the
+# field over before the first apply without it, so it is never reset to the default of 1).
+REPLICAS_OWNER_ANNOTATION = "quantfleet.io/replicas-owner"
 # Labels that mark a GPU node (the ones the pool view reads a GPU product from): CPU pods never land there.
 GPU_NODE_LABELS = (NV_PRODUCT, AMD_PRODUCT, AMD_DEVICE_ID)
 
@@ -99,13 +109,15 @@ class PoolRollout:
     kv_cache_dtype: str
     quantization: str | None
     model: ModelLocation
-    replicas: int
+    replicas: int | None  # None: autoscaled (the autoscaler owns spec.replicas)
     tolerations: tuple[Obj, ...] = ()
     # The weights are a quantized checkpoint whose config names its method: vLLM detects it, and a --quantization flag
     # could only be a no-op, be overridden, or stop vLLM at start-up (a method mismatch), so none is ever rendered.
     quantized_checkpoint: bool = False
     weights_gib: float = 0.0  # the whole checkpoint, for the startup budget
     cpu: CpuRollout | None = None  # set for a CPU pool (vLLM's CPU backend)
+    max_surge: int = 0  # new pods a rollout may add beyond the replica count (free GPUs); 0: one at a time
+    progress_deadline_seconds: int | None = None  # None: the startup budget plus PROGRESS_MARGIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -173,6 +185,13 @@ def startup_budget_seconds(weights_gib: float, model: ModelLocation) -> int:
     """How long the startup probe lets vLLM start: a fixed start plus fetching/loading the weights."""
     per_gib = STARTUP_SECONDS_PER_GIB_MOUNTED if model.claim is not None else STARTUP_SECONDS_PER_GIB_FETCHED
     return STARTUP_BASE_SECONDS + math.ceil(max(weights_gib, 0.0) * per_gib)
+
+
+def rolling_update(max_surge: int) -> Obj:
+    """Surge onto free GPUs when there are some; otherwise take one old pod down before each new one starts."""
+    if max_surge > 0:
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": max_surge, "maxUnavailable": 0}}
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
 
 
 def cpu_resources(resources: Obj | None, cpu: CpuRollout) -> Obj:
@@ -276,26 +295,27 @@ def expected_deployment(svc: ServiceInput, roll: PoolRollout) -> Obj:
         "prometheus.io/path": vf.METRICS_PATH,
         "quantfleet.io/decision": short_hash(args),
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": svc.namespace,
-            "labels": labels,
-            "ownerReferences": [owner_reference("InferenceService", svc.name, svc.uid)],
-        },
-        "spec": {
-            "replicas": roll.replicas,
-            "selector": {"matchLabels": selector},
-            # GPUs are scarce: replace pods one at a time instead of surging onto GPUs that may not exist.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-            "template": {
-                "metadata": {"labels": merge_labels(labels, dict(svc.pod_labels)), "annotations": template_annotations},
-                "spec": pod_spec,
-            },
+    metadata: Obj = {
+        "name": name,
+        "namespace": svc.namespace,
+        "labels": labels,
+        "ownerReferences": [owner_reference("InferenceService", svc.name, svc.uid)],
+    }
+    spec: Obj = {}
+    if roll.replicas is None:
+        metadata["annotations"] = {REPLICAS_OWNER_ANNOTATION: "autoscaler"}
+    else:
+        spec["replicas"] = roll.replicas
+    spec |= {
+        "selector": {"matchLabels": selector},
+        "strategy": rolling_update(roll.max_surge),
+        "progressDeadlineSeconds": roll.progress_deadline_seconds or budget + PROGRESS_MARGIN_SECONDS,
+        "template": {
+            "metadata": {"labels": merge_labels(labels, dict(svc.pod_labels)), "annotations": template_annotations},
+            "spec": pod_spec,
         },
     }
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
 def expected_service(svc: ServiceInput) -> Obj:
