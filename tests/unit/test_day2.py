@@ -323,7 +323,7 @@ def test_stuck_rollout_is_degraded_with_the_pods_reason() -> None:
             "PodScheduled Unschedulable: 0/3",
         ),
         (
-            {"containerStatuses": [{"name": "vllm", "state": {}, "lastState": {"terminated": {"reason": "OOMKilled"}}}]},
+            {"containerStatuses": [{"name": "vllm", "lastState": {"terminated": {"reason": "OOMKilled"}}}]},
             "restarted (OOMKilled",
         ),
         ({"conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]}, "ContainersNotReady"),
