@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import signal
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -22,7 +25,7 @@ from qf import GROUP, VERSION, apply, cond, events, get, isvc, model_config, qm,
 
 from quantfleet.facts.informer import Informer
 from quantfleet.facts.store import Store
-from quantfleet.kube.client import Kube, load_client_config
+from quantfleet.kube.client import KINDS, Kind, Kube, load_client_config
 from quantfleet_dev.sandbox import cluster
 from quantfleet_dev.testing import Sandbox, operator_process, wait_for
 
@@ -106,24 +109,46 @@ def holder_pid(holder: str) -> int:
 # ------------------------------------------------------------------------------------------------ watch expiry
 
 
-def test_expired_watch_relists_and_misses_nothing(sandbox: Sandbox, namespace: str) -> None:
+def compact_etcd(sandbox: Sandbox) -> None:
+    """Compact etcd to its current revision through its JSON gateway: older resourceVersions are gone."""
+    url = f"http://127.0.0.1:{sandbox.layout.ports.etcd}/v3/kv"
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(f"{url}/{path}", data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    revision = int(post("range", {"key": base64.b64encode(b"/").decode()})["header"]["revision"])
+    post("compaction", {"revision": revision, "physical": True})
+
+
+def test_expired_watch_relists_and_misses_nothing(
+    sandbox: Sandbox, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PodTemplates: the sandbox's API server serves their watches from etcd, not from a watch cache (which, while
+    # young, replays its initial state for any old resourceVersion instead of answering 410)
+    monkeypatch.setitem(KINDS, "PodTemplate", Kind("v1", "PodTemplate", "podtemplates"))
     kube = Kube(load_client_config(str(sandbox.kubeconfig)))
-    store = Store("ConfigMap")
+    store = Store("PodTemplate")
     deleted: list[str] = []
     store.add_handler(lambda old, new: deleted.append(old["metadata"]["name"]) if new is None else None)
-    informer = Informer(kube, store, "ConfigMap", namespace, watch_timeout=2)
+    informer = Informer(kube, store, "PodTemplate", namespace, watch_timeout=2)
 
     def names() -> set[str]:
-        return {o["metadata"]["name"] for o in store.objects(namespace)} - {"kube-root-ca.crt"}
+        return {o["metadata"]["name"] for o in store.objects(namespace)}
 
-    def cm(name: str, value: str) -> dict[str, Any]:
-        return {"metadata": {"name": name}, "data": {"v": value}}
+    def template(name: str, value: str) -> dict[str, Any]:
+        pod = {"containers": [{"name": "c", "image": "busybox"}]}
+        return {"metadata": {"name": name, "labels": {"v": value}}, "template": {"spec": pod}}
+
+    def create(name: str, value: str) -> None:
+        sandbox.core.create_namespaced_pod_template(namespace, template(name, value))
 
     stop = threading.Event()
     informer.start(stop)
     assert informer.synced.wait(30)
-    sandbox.core.create_namespaced_config_map(namespace, cm("a", "1"))
-    sandbox.core.create_namespaced_config_map(namespace, cm("b", "1"))
+    create("a", "1")
+    create("b", "1")
     wait_for(lambda: names() == {"a", "b"}, 30, "watch delivers a and b")
     stop.set()
     assert informer._thread is not None
@@ -131,10 +156,12 @@ def test_expired_watch_relists_and_misses_nothing(sandbox: Sandbox, namespace: s
     assert not informer._thread.is_alive()
 
     # while the watch is down: a deletion, a creation, an update
-    sandbox.core.delete_namespaced_config_map("a", namespace)
-    sandbox.core.create_namespaced_config_map(namespace, cm("c", "1"))
-    sandbox.core.patch_namespaced_config_map("b", namespace, {"data": {"v": "2"}})
-    # ... and the resourceVersion it would resume from is gone: the API server answers 410 Gone
+    sandbox.core.delete_namespaced_pod_template("a", namespace)
+    create("c", "1")
+    sandbox.core.patch_namespaced_pod_template("b", namespace, {"metadata": {"labels": {"v": "2"}}})
+    # ... and the resourceVersion it would resume from is gone: the API server answers 410 Gone. On a young sandbox
+    # revision 1 is still in etcd (compaction runs every 5 min), so compact it away now: fresh machines too.
+    compact_etcd(sandbox)
     informer.resource_version = "1"
     relists = informer.relists
     stop2 = threading.Event()
@@ -142,7 +169,7 @@ def test_expired_watch_relists_and_misses_nothing(sandbox: Sandbox, namespace: s
     try:
         wait_for(lambda: names() == {"b", "c"}, 30, "relist: a gone, c present")
         assert informer.relists == relists + 1
-        assert store.get(namespace, "b")["data"] == {"v": "2"}
+        assert store.get(namespace, "b")["metadata"]["labels"] == {"v": "2"}
         assert "a" in deleted  # the deletion was seen as an event: its parents would be enqueued
     finally:
         stop2.set()
