@@ -6,7 +6,9 @@
 - every PromQL expression of the dashboard (panels and variables, Grafana variables made concrete) parsed by
   promtool, as recording rules of a rule file written here;
 - every ``vllm:`` series the alerts and the dashboard read is defined in the pinned vLLM's source (the wheel the
-  contract test reads); tests/serving/test_chain.py checks them on a real vLLM's /metrics.
+  contract test reads); tests/serving/test_chain.py checks them on a real vLLM's /metrics;
+- the chart (when helm is built, like tests/e2e/test_chart.py) ships both files unchanged, and renders the
+  ServiceMonitor and PrometheusRule only with prometheus-operator's API group.
 
 promtool is the pinned build under the cache (``quantfleet_dev.sandbox.paths.binary("promtool")``), or
 ``$QUANTFLEET_PROMTOOL``. Without it these tests skip, and fail in CI (``CI=true``), which builds it first.
@@ -18,13 +20,16 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from quantfleet_dev import monitoring
+from quantfleet_dev.sandbox import paths
 from quantfleet_dev.vllm_source import load
 
+CHART = paths.REPO_ROOT / "charts" / "quantfleet"
 ALERTS_EXPECTED = {
     "QuantfleetOperatorDown",
     "QuantfleetNoLeader",
@@ -165,3 +170,44 @@ def test_sample_names_map_to_their_definitions() -> None:
     )
     assert monitoring.defined_as("vllm:kv_cache_usage_perc", defined) == "vllm:kv_cache_usage_perc"
     assert monitoring.defined_as("vllm:time_per_output_token_seconds_bucket", defined) is None
+
+
+def helm_template(*args: str) -> list[dict[str, Any]]:
+    helm = paths.binary("helm")
+    if not helm.exists():
+        pytest.skip("helm is opt-in (about 20 min cold on 2 cores): `quantfleet-dev sandbox build --helm` to run this")
+    out = subprocess.run(
+        [str(helm), "template", "qf", str(CHART), "-n", "ops", *args], check=True, capture_output=True, text=True
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_chart_ships_the_files_and_gates_prometheus_operator_objects_on_its_crds() -> None:
+    with_crds = helm_template(
+        "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+        "--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
+    )  # fmt: skip
+    by_kind = {d["kind"]: d for d in with_crds}
+    # the PrometheusRule is the rule file, unchanged; the ConfigMap holds the dashboard, unchanged
+    assert by_kind["PrometheusRule"]["spec"] == yaml.safe_load(monitoring.ALERTS.read_text())
+    dashboard = next(d for d in with_crds if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "qf-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["quantfleet.json"]) == json.loads(monitoring.DASHBOARD.read_text())
+    # the ServiceMonitor finds the metrics Service, names the job the alerts select, keeps the objects' namespaces
+    monitor, service = by_kind["ServiceMonitor"], by_kind["Service"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "quantfleet"
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+    # without prometheus-operator's CRDs: nothing that would fail to apply; the flags turn each object off
+    kinds = {d["kind"] for d in helm_template()}
+    assert "ServiceMonitor" not in kinds and "PrometheusRule" not in kinds and "Service" in kinds
+    off = helm_template(
+        "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+        "--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
+        "--set", "monitoring.serviceMonitor.enabled=false",
+        "--set", "monitoring.prometheusRule.enabled=false",
+        "--set", "monitoring.dashboard.enabled=false",
+    )  # fmt: skip
+    assert not {"ServiceMonitor", "PrometheusRule"} & {d["kind"] for d in off}
+    assert not [d for d in off if d["metadata"]["name"] == "qf-dashboard"]
