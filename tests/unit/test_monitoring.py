@@ -7,7 +7,7 @@
   promtool, as recording rules of a rule file written here;
 - every ``vllm:`` series the alerts and the dashboard read is defined in the pinned vLLM's source (the wheel the
   contract test reads); tests/serving/test_chain.py checks them on a real vLLM's /metrics;
-- the chart (when helm is built, like tests/e2e/test_chart.py) ships both files unchanged, and renders the
+- the chart (through quantfleet_dev.chart, Helm's own engine) ships both files unchanged, and renders the
   ServiceMonitor and PrometheusRule only with prometheus-operator's API group.
 
 promtool is the pinned build under the cache (``quantfleet_dev.sandbox.paths.binary("promtool")``), or
@@ -26,10 +26,8 @@ import pytest
 import yaml
 
 from quantfleet_dev import monitoring
-from quantfleet_dev.sandbox import paths
 from quantfleet_dev.vllm_source import load
 
-CHART = paths.REPO_ROOT / "charts" / "quantfleet"
 ALERTS_EXPECTED = {
     "QuantfleetOperatorDown",
     "QuantfleetNoLeader",
@@ -172,21 +170,24 @@ def test_sample_names_map_to_their_definitions() -> None:
     assert monitoring.defined_as("vllm:time_per_output_token_seconds_bucket", defined) is None
 
 
-def helm_template(*args: str) -> list[dict[str, Any]]:
-    helm = paths.binary("helm")
-    if not helm.exists():
-        pytest.skip("helm is opt-in (about 20 min cold on 2 cores): `quantfleet-dev sandbox build --helm` to run this")
-    out = subprocess.run(
-        [str(helm), "template", "qf", str(CHART), "-n", "ops", *args], check=True, capture_output=True, text=True
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+API_GROUP = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
+
+
+def render(set_values: dict[str, object] | None = None, api_versions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The chart as `helm template qf -n ops` renders it, through quantfleet_dev.chart (Helm's own engine)."""
+    chart = pytest.importorskip("quantfleet_dev.chart", reason="the chart renderer (quantfleet_dev.chart) is not here")
+    try:
+        chart.renderer()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    docs: list[dict[str, Any]] = chart.render("qf", "ops", set_values, api_versions)
+    return docs
 
 
 def test_chart_ships_the_files_and_gates_prometheus_operator_objects_on_its_crds() -> None:
-    with_crds = helm_template(
-        "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
-        "--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
-    )  # fmt: skip
+    with_crds = render(api_versions=API_GROUP)
     by_kind = {d["kind"]: d for d in with_crds}
     # the PrometheusRule is the rule file, unchanged; the ConfigMap holds the dashboard, unchanged
     assert by_kind["PrometheusRule"]["spec"] == yaml.safe_load(monitoring.ALERTS.read_text())
@@ -199,15 +200,17 @@ def test_chart_ships_the_files_and_gates_prometheus_operator_objects_on_its_crds
     assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "quantfleet"
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
     assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
-    # without prometheus-operator's CRDs: nothing that would fail to apply; the flags turn each object off
-    kinds = {d["kind"] for d in helm_template()}
+    # without prometheus-operator's API group: nothing that would fail to apply
+    kinds = {d["kind"] for d in render()}
     assert "ServiceMonitor" not in kinds and "PrometheusRule" not in kinds and "Service" in kinds
-    off = helm_template(
-        "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
-        "--api-versions", "monitoring.coreos.com/v1/PrometheusRule",
-        "--set", "monitoring.serviceMonitor.enabled=false",
-        "--set", "monitoring.prometheusRule.enabled=false",
-        "--set", "monitoring.dashboard.enabled=false",
-    )  # fmt: skip
+    # each object has its flag; the dashboard's label is configurable
+    off = render(
+        {f"monitoring.{k}.enabled": False for k in ("serviceMonitor", "prometheusRule", "dashboard")}, API_GROUP
+    )
     assert not {"ServiceMonitor", "PrometheusRule"} & {d["kind"] for d in off}
     assert not [d for d in off if d["metadata"]["name"] == "qf-dashboard"]
+    relabelled = render({"monitoring.dashboard.label": "dashboards", "monitoring.dashboard.labelValue": "quantfleet"})
+    cm = next(d for d in relabelled if d["metadata"]["name"] == "qf-dashboard")
+    assert (
+        cm["metadata"]["labels"]["dashboards"] == "quantfleet" and "grafana_dashboard" not in cm["metadata"]["labels"]
+    )
