@@ -150,6 +150,7 @@ def test_dashboard_covers_the_fleet_and_serving() -> None:
         assert series in text, series
 
 
+@pytest.mark.timeout(1800)  # the first run downloads the pinned wheel, as the contract test does
 def test_vllm_series_are_defined_by_the_pinned_release() -> None:
     """Each vLLM series the alerts and the dashboard read exists in the pinned vLLM's source (vllm/v1/metrics/
     loggers.py defines them; counters and histograms without the sample suffixes)."""
