@@ -5,7 +5,8 @@ own `quantfleet calibrate` (real llm-compressor, in a subprocess of the main ven
 `quantfleet render` plans an InferenceService for a CPU pool and prints its Deployment, and the vLLM container's
 command, args and env are started exactly as rendered with the CPU build of vLLM (quantfleet_dev.vllm_cpu, its own
 venv). Then: /v1/models names the served model, one completion and one chat completion answer, and /metrics has
-the names the operator's docs rely on (quantfleet.api.vllm_flags.METRIC_NAMES).
+the names the operator's docs rely on (quantfleet.api.vllm_flags.METRIC_NAMES) and every vLLM series the chart's
+alerts and Grafana dashboard read (quantfleet_dev.monitoring).
 
 What is mapped from the pod to this machine, and nothing else (quantfleet_dev.vllm_cpu.local_container):
 - the model positional /models/<path> (the checkpoint on its PVC mount) -> the local checkpoint directory;
@@ -45,7 +46,7 @@ import yaml
 from quantfleet import versions
 from quantfleet.api import vllm_flags
 from quantfleet.api.recipe import CalibrationRecipe
-from quantfleet_dev import vllm_cpu
+from quantfleet_dev import monitoring, vllm_cpu
 
 pytestmark = [pytest.mark.calibration, pytest.mark.timeout(900)]
 
@@ -182,6 +183,9 @@ def serve_and_ask(dep: dict[str, Any], claim_path: str, model_dir: Path, cache: 
         names = s.metric_names()
         missing = sorted(vllm_flags.METRIC_NAMES - names)
         assert missing == [], f"/metrics lacks {missing}"
+        # every vLLM series the chart's alerts and dashboard read (counters as _total, histograms as _bucket/...)
+        unserved = sorted(monitoring.vllm_sample_names(monitoring.shipped_queries()) - names)
+        assert unserved == [], f"/metrics lacks what the alerts or the dashboard read: {unserved}"
         out["kernels"] = _kernel_lines(s.log_path)
         out["log"] = str(s.log_path)
     return out
