@@ -11,8 +11,8 @@ Either way the Deployment is rendered without `spec.replicas`: the autoscaler ow
 writes it (the known failure mode of operators that keep resetting replicas and fight their autoscaler).
 
 Per service, when prometheus-operator's CRDs are installed: a PodMonitor scraping every vLLM pod's /metrics, with the
-service and pool labels copied onto the series (`quantfleet_io_inferenceservice`, `quantfleet_io_pool`): the KEDA
-queries, the alerts and the dashboard select on them.
+pod's service and pool labels relabelled onto every series as `inferenceservice` and `pool` (docs/monitoring.md's
+label contract): the KEDA queries, the alerts and the dashboard select on them.
 """
 
 from __future__ import annotations
@@ -39,10 +39,15 @@ SERIES: dict[Metric, str] = {
     "KVCacheUsage": vf.METRIC_KV_CACHE_USAGE,
 }
 DEFAULT_TARGET: dict[Metric, float] = {"WaitingRequests": 5.0, "KVCacheUsage": 0.8}
-# Prometheus label names of the pod labels the PodMonitor copies onto every vLLM series.
-PROM_LABEL_ISVC = "quantfleet_io_inferenceservice"
-PROM_LABEL_POOL = "quantfleet_io_pool"
+# Series labels the PodMonitor sets from the pod labels (the alerts and the dashboard aggregate by them).
+PROM_LABEL_ISVC = "inferenceservice"
+PROM_LABEL_POOL = "pool"
 SCRAPE_INTERVAL = "15s"
+
+
+def meta_label(pod_label: str) -> str:
+    """Prometheus' Kubernetes service discovery name of a pod label: '.', '/' and '-' become '_'."""
+    return "__meta_kubernetes_pod_label_" + "".join(c if c.isalnum() else "_" for c in pod_label)
 
 
 def adapter_metric_name(series: str) -> str:
@@ -149,7 +154,16 @@ def expected_pod_monitor(isvc: str, namespace: str, uid: str, labels: dict[str, 
         "metadata": _meta(isvc, namespace, isvc, uid, labels),
         "spec": {
             "selector": {"matchLabels": selector},
-            "podTargetLabels": [LABEL_ISVC, LABEL_POOL],
-            "podMetricsEndpoints": [{"port": "http", "path": vf.METRICS_PATH, "interval": SCRAPE_INTERVAL}],
+            "podMetricsEndpoints": [
+                {
+                    "port": "http",
+                    "path": vf.METRICS_PATH,
+                    "interval": SCRAPE_INTERVAL,
+                    "relabelings": [
+                        {"sourceLabels": [meta_label(LABEL_ISVC)], "targetLabel": PROM_LABEL_ISVC},
+                        {"sourceLabels": [meta_label(LABEL_POOL)], "targetLabel": PROM_LABEL_POOL},
+                    ],
+                }
+            ],
         },
     }
