@@ -100,8 +100,12 @@ def test_failed_calibration_reports_pod_message_and_does_not_loop(sandbox: Sandb
     assert [j.metadata.name for j in jobs(sandbox, namespace, "broken")] == first
     # An explicit retry makes a new Job (and deletes the failed one).
     merge_patch(sandbox, namespace, PLURAL, "broken", {"metadata": {"annotations": {"quantfleet.io/retry": "1"}}})
-    wait_for(lambda: [j.metadata.name for j in jobs(sandbox, namespace, "broken")] not in ([], first), 60, "retry Job")
-    assert len(jobs(sandbox, namespace, "broken")) == 1
+    # the new Job is created, then the failed one deleted, in one pass: wait for that pass to finish, not just start
+    wait_for(
+        lambda: len(names := [j.metadata.name for j in jobs(sandbox, namespace, "broken")]) == 1 and names != first,
+        60,
+        "one retry Job, the failed one deleted",
+    )
 
 
 def test_same_recipe_reuses_the_checkpoint(sandbox: Sandbox, namespace: str, op: Any) -> None:
