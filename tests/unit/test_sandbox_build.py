@@ -62,7 +62,7 @@ def test_version_ldflags() -> None:
 
 def test_prometheus_module_version_maps_to_the_release() -> None:
     assert build.prometheus_release("v0.316.0") == "3.16.0"
-    assert build.prometheus_release("v0.54.1") == "0.54.1"  # the 2.x era was tagged v0.5x.y for 2.5x.y
+    assert build.prometheus_release("v0.54.1") == "2.54.1"  # the 2.x era: v0.54.1 for 2.54.1
     assert "-X github.com/prometheus/common/version.Version=3.16.0" in build.prometheus_ldflags("v0.316.0")
     with pytest.raises(ValueError):
         build.prometheus_release("v3.16.0")

@@ -1,5 +1,5 @@
 // Wrapper module: charttemplate/ renders charts with helm's own packages (helm template without helm).
-// k8s.io modules at v0.34.4, the Kubernetes build's, to share its Go build cache.
+// k8s.io modules at v0.34.4, the staging tag of the sandbox's Kubernetes
 module quantfleet.local/hack/gomod/helm
 
 go 1.24.0

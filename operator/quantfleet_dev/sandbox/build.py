@@ -86,11 +86,13 @@ KUBECTL = ("k8s.io/kubernetes/cmd/kubectl", "kubectl")
 
 
 def prometheus_release(version: str) -> str:
-    """Prometheus 3.x.y is tagged v0.3xx.y as a Go module (v3 would need a /v3 module path): v0.316.0 -> 3.16.0."""
-    m = re.fullmatch(r"v0\.(\d)(\d\d)\.(\d+)", version)
+    """Prometheus releases are tagged as Go module versions v0.MMM.P (a v2/v3 tag would need a /vN module path):
+    3.16.0 is v0.316.0, 2.54.1 was v0.54.1."""
+    m = re.fullmatch(r"v0\.(\d+)\.(\d+)", version)
     if not m:
         raise ValueError(f"not a Prometheus module version: {version!r}")
-    return f"{m.group(1)}.{int(m.group(2))}.{m.group(3)}"
+    minor, patch = int(m.group(1)), m.group(2)
+    return f"{minor // 100}.{minor % 100}.{patch}" if minor >= 100 else f"2.{minor}.{patch}"
 
 
 def prometheus_ldflags(version: str) -> list[str]:
@@ -204,8 +206,9 @@ def kube_staging_version(version: str) -> str:
 
 
 def helm_requires(helm_version: str, upstream: str, kube_version: str) -> list[tuple[str, str]]:
-    """helm, and every k8s.io staging module helm requires raised to the Kubernetes build's tag: the packages
-    both builds compile then share the Go build cache (MVS only ever raises a version, so this is a bump)."""
+    """helm, and every k8s.io staging module helm requires raised to the Kubernetes pin's tag (helm v3.19.0 wants
+    v0.34.0): the renderer's client-go, apimachinery and Capabilities.KubeVersion then match the sandbox's API
+    server. MVS only ever raises a version, so this is a patch-level bump."""
     staging = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+) v0\.\d+\.\d+(?:\s|$)", upstream, re.M)))
     return [("helm.sh/helm/v3", helm_version), *((m, kube_staging_version(kube_version)) for m in staging)]
 
@@ -240,7 +243,7 @@ def render_gomod(component: Component, env: dict[str, str]) -> str:
         kube = versions.get("kubernetes.version")
         comment = (
             "Wrapper module: charttemplate/ renders charts with helm's own packages (helm template without helm).\n"
-            f"k8s.io modules at {kube_staging_version(kube)}, the Kubernetes build's, to share its Go build cache."
+            f"k8s.io modules at {kube_staging_version(kube)}, the staging tag of the sandbox's Kubernetes"
         )
         return render_simple_gomod("helm", go, helm_requires(component.version, upstream_text, kube), comment)
     comment = f"Wrapper module: builds {component.name} from {component.module} with go.sum pinned in this repository."
