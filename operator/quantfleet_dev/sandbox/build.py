@@ -305,10 +305,11 @@ def build_command(component: Component, mod_flag: str) -> list[str]:
 def stamp_digest(component: Component, command: list[str], gover: str) -> str:
     """Covers go.mod, go.sum and the wrapper's own Go sources (charttemplate), so editing any of them rebuilds."""
     h = hashlib.sha256()
-    sources = sorted(component.gomod_dir.rglob("*.go"))
-    for f in [component.gomod_dir / "go.mod", component.gomod_dir / "go.sum", *sources]:
-        h.update(str(f.relative_to(component.gomod_dir)).encode() + b"\0")
+    for name in ("go.mod", "go.sum"):
+        f = component.gomod_dir / name
         h.update(f.read_bytes() if f.exists() else b"")
+    for source in sorted(component.gomod_dir.rglob("*.go")):  # none for pure wrappers: their stamps stay as they were
+        h.update(str(source.relative_to(component.gomod_dir)).encode() + b"\0" + source.read_bytes())
     h.update("\0".join(command).encode())
     h.update(gover.encode())
     return h.hexdigest()
