@@ -58,3 +58,17 @@ def test_a_zip_that_does_not_match_the_pin_is_refused(tmp_path: Path, monkeypatc
         upstream_crds.extract(KEDA, module_zip({prefix + "keda.sh_scaledobjects.yaml": b"tampered"}))
     assert not KEDA.cache_dir.exists()
     assert paths.cache_dir() == tmp_path
+
+
+def test_extract_once_and_again_when_the_selection_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUANTFLEET_CACHE", str(tmp_path))
+    prefix = f"{KEDA.module}@{KEDA.version}/config/crd/bases/"
+    data = module_zip({prefix + "keda.sh_scaledobjects.yaml": b"kind: CustomResourceDefinition\n"})
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        digest = upstream_crds.h1_hash(archive)
+    monkeypatch.setattr(upstream_crds.Upstream, "sum", property(lambda _self: digest))  # as if versions.toml pinned it
+    pinned = upstream_crds.Upstream(KEDA.name, KEDA.module, KEDA.directory, KEDA.patterns)
+    assert [f.name for f in upstream_crds.extract(pinned, data)] == ["keda.sh_scaledobjects.yaml"]
+    assert upstream_crds.files(pinned) == [pinned.cache_dir / "keda.sh_scaledobjects.yaml"]
+    other = upstream_crds.Upstream(KEDA.name, KEDA.module, KEDA.directory, ("keda.sh_scaledjobs.yaml",))
+    assert upstream_crds.files(other) == []  # same pin, another file list: not taken from the cache

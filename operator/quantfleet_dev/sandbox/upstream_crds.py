@@ -26,6 +26,7 @@ from quantfleet import versions
 from quantfleet_dev.sandbox import cluster, paths
 
 FIELD_MANAGER = "quantfleet-sandbox"
+MARKER = ".extracted"  # written last into the staging directory: what was extracted, from which verified zip
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,11 @@ class Upstream:
     @property
     def cache_dir(self) -> Path:
         return paths.cache_dir() / "crds" / f"{self.name}-{self.version}"
+
+    @property
+    def selection(self) -> str:
+        """What an extracted directory holds; a different pin or file list re-extracts."""
+        return f"{self.module}@{self.version} {self.sum} {self.directory} {' '.join(self.patterns)}\n"
 
 
 UPSTREAMS = {
@@ -127,14 +133,23 @@ def extract(upstream: Upstream, data: bytes) -> list[Path]:
             )
         upstream.cache_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{upstream.name}-", dir=upstream.cache_dir.parent))
+        staging.chmod(0o755)  # mkdtemp makes it private; the cache is not
         for name in chosen:
             (staging / Path(name).name).write_bytes(archive.read(name))
+        (staging / MARKER).write_text(upstream.selection)
     shutil.rmtree(upstream.cache_dir, ignore_errors=True)
-    staging.rename(upstream.cache_dir)  # a half-written directory is never taken for a complete one
+    try:
+        staging.rename(upstream.cache_dir)  # a half-written directory is never taken for a complete one
+    except OSError:  # another session extracted the same bytes first
+        shutil.rmtree(staging, ignore_errors=True)
     return files(upstream)
 
 
 def files(upstream: Upstream) -> list[Path]:
+    """The extracted CRD files, or [] when nothing (or another selection) was extracted for this pin."""
+    marker = upstream.cache_dir / MARKER
+    if not marker.is_file() or marker.read_text() != upstream.selection:
+        return []
     return sorted(upstream.cache_dir.glob("*.yaml"))
 
 
