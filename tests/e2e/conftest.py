@@ -8,6 +8,10 @@ Fixtures
   namespace   per test: a fresh namespace enforcing Pod Security `restricted` (override with
               @pytest.mark.pod_security("baseline")), deleted after the test (its quantfleet Deployments are
               kept in qf.PRODUCED_DEPLOYMENTS first, for test_vllm_parses_deployments.py).
+  upstream_crds
+              session: the pinned KEDA (keda.sh) and prometheus-operator (PodMonitor, ServiceMonitor, PrometheusRule)
+              CRDs installed and Established (quantfleet_dev.sandbox.upstream_crds); yields {"keda": [crd names],
+              "prometheus-operator": [...]}; uninstalled (their objects with them) at the end of the session.
 Helpers: `from quantfleet_dev.testing import wait_for, operator_process, create_namespace`.
 
 Every test under tests/e2e gets the `e2e` marker (`pytest -m "not e2e"` runs the rest). Without the
@@ -26,6 +30,7 @@ import pytest
 from qf import remember_deployments
 
 from quantfleet_dev.sandbox import build, cluster
+from quantfleet_dev.sandbox.upstream_crds import UPSTREAMS, install, uninstall
 from quantfleet_dev.testing import Sandbox, create_namespace, delete_namespace
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -73,3 +78,15 @@ def namespace(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[str]
     finally:
         remember_deployments(sandbox, name)  # for test_vllm_parses_deployments.py
         delete_namespace(sandbox, name)
+
+
+@pytest.fixture(scope="session")
+def upstream_crds(sandbox: Sandbox) -> Iterator[dict[str, list[str]]]:
+    installed = {}
+    try:
+        for which in UPSTREAMS:
+            installed[which] = install(sandbox.layout, which)
+        yield installed
+    finally:
+        for which in installed:
+            uninstall(sandbox.layout, which)

@@ -1,41 +1,25 @@
 """The Helm chart installs an operator that works under its own least-privilege RBAC.
 
-Renders charts/quantfleet with the pinned helm, applies its ServiceAccount and ClusterRole(Binding),
-mints a token for that ServiceAccount, and runs the operator with nothing but that token: a
-QuantizedModel and an InferenceService must still become Ready, and nothing may be Forbidden.
+Renders charts/quantfleet with Helm's own engine (quantfleet_dev.chart: the charttemplate binary), applies its
+ServiceAccount and ClusterRole(Binding), mints a token for that ServiceAccount, and runs the operator with nothing
+but that token: a QuantizedModel and an InferenceService must still become Ready, and nothing may be Forbidden.
 """
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
-from typing import Any
 
-import pytest
 import yaml
 from qf import apply, isvc, model_config, qm, wait_cond
 
-from quantfleet_dev.sandbox import paths
+from quantfleet_dev import chart
 from quantfleet_dev.testing import Sandbox, operator_process
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "quantfleet"
 
-
-def helm_template(release: str, namespace: str) -> list[dict[str, Any]]:
-    helm = paths.binary("helm")
-    out = subprocess.run(
-        [str(helm), "template", release, str(CHART), "-n", namespace, "--set", f"watchNamespaces[0]={namespace}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
-def test_chart_rbac_is_enough_for_the_operator(sandbox: Sandbox, namespace: str, tmp_path: Path) -> None:
-    if not paths.binary("helm").exists():
-        pytest.skip("helm is opt-in (about 20 min cold on 2 cores): `quantfleet-dev sandbox build --helm` to run this")
-    docs = helm_template(namespace, namespace)
+def test_chart_rbac_is_enough_for_the_operator(
+    sandbox: Sandbox, namespace: str, tmp_path: Path, charttemplate: Path
+) -> None:
+    docs = chart.render(namespace, namespace, {"watchNamespaces[0]": namespace})
     kinds = {d["kind"] for d in docs}
     assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"} <= kinds
     rbac = [d for d in docs if d["kind"] != "Deployment"]

@@ -38,7 +38,7 @@ class Component:
     module: str  # the pinned module (the one whose version versions.toml names)
     programs: tuple[tuple[str, str], ...]  # (Go package, output file name)
     ldflags: Callable[[str], list[str]] = field(default=lambda _v: [])
-    optional: bool = False
+    tags: tuple[str, ...] = ()  # Go build tags (e.g. Prometheus' remove_all_sd drops the cloud SDKs)
 
     @property
     def version(self) -> str:
@@ -85,17 +85,54 @@ KUBE_SERVER = (
 KUBECTL = ("k8s.io/kubernetes/cmd/kubectl", "kubectl")
 
 
-def components(with_helm: bool = False) -> list[Component]:
+def prometheus_release(version: str) -> str:
+    """Prometheus releases are tagged as Go module versions v0.MMM.P (a v2/v3 tag would need a /vN module path):
+    3.16.0 is v0.316.0, 2.54.1 was v0.54.1."""
+    m = re.fullmatch(r"v0\.(\d+)\.(\d+)", version)
+    if not m:
+        raise ValueError(f"not a Prometheus module version: {version!r}")
+    minor, patch = int(m.group(1)), m.group(2)
+    return f"{minor // 100}.{minor % 100}.{patch}" if minor >= 100 else f"2.{minor}.{patch}"
+
+
+def prometheus_ldflags(version: str) -> list[str]:
+    """What promu stamps (`promtool --version` reports the release, not the module version)."""
+    pkg = "github.com/prometheus/common/version"
+    return [f"-X {pkg}.Version={prometheus_release(version)}", f"-X {pkg}.BuildUser=quantfleet"]
+
+
+def helm_ldflags(version: str) -> list[str]:
+    """What helm's Makefile stamps: its version, and the Kubernetes minor of the k8s.io modules it is built with
+    (.Capabilities.KubeVersion defaults to it; unset, helm reports v1.20)."""
+    major, minor = kube_minor(versions.get("kubernetes.version"))
+    return [
+        f"-X helm.sh/helm/v3/internal/version.version={version}",
+        f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor={major}",
+        f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={minor}",
+    ]
+
+
+# Prometheus' plugins/*.go register every service-discovery mechanism unless `remove_all_sd` is set; promtool
+# needs none of them for `check rules` / `test rules` (discovery/file and /kubernetes stay: promtool imports them).
+PROMETHEUS_TAGS = ("remove_all_sd",)
+CHARTTEMPLATE = ("quantfleet.local/hack/gomod/helm/charttemplate", "charttemplate")
+
+
+def components() -> list[Component]:
     kube_programs = KUBE_SERVER + ((KUBECTL,) if needs_kubectl() else ())
-    out = [
+    return [
         Component("etcd", "go.etcd.io/etcd/server/v3", (("go.etcd.io/etcd/server/v3", "etcd"),)),
         Component("kubernetes", "k8s.io/kubernetes", kube_programs, kubernetes_ldflags),
         Component("kwok", "sigs.k8s.io/kwok", (("sigs.k8s.io/kwok/cmd/kwok", "kwok"),)),
+        Component("helm", "helm.sh/helm/v3", (CHARTTEMPLATE,), helm_ldflags),
+        Component(
+            "prometheus",
+            "github.com/prometheus/prometheus",
+            (("github.com/prometheus/prometheus/cmd/promtool", "promtool"),),
+            prometheus_ldflags,
+            PROMETHEUS_TAGS,
+        ),
     ]
-    if with_helm:
-        helm_ldflags = lambda v: [f"-X helm.sh/helm/v3/internal/version.version={v}"]  # noqa: E731
-        out.append(Component("helm", "helm.sh/helm/v3", (("helm.sh/helm/v3/cmd/helm", "helm"),), helm_ldflags, True))
-    return out
 
 
 # ---------------------------------------------------------------- kubectl skew
@@ -143,9 +180,7 @@ def parse_upstream_gomod(text: str) -> dict[str, object]:
 
 
 def render_kubernetes_gomod(version: str, staging: Sequence[str], go: str, godebug: str | None) -> str:
-    _major, minor = kube_minor(version)
-    patch = version.split(".")[2]
-    staging_version = f"v0.{minor}.{patch}"
+    staging_version = kube_staging_version(version)
     lines = [
         "// Wrapper module: builds kube-apiserver, kube-controller-manager, kube-scheduler (and kubectl) from the Go",
         "// module proxy. k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging",
@@ -164,6 +199,20 @@ def render_kubernetes_gomod(version: str, staging: Sequence[str], go: str, godeb
     return "\n".join(lines)
 
 
+def kube_staging_version(version: str) -> str:
+    """The k8s.io staging modules' tag for a Kubernetes release: v1.34.4 -> v0.34.4."""
+    _major, minor = kube_minor(version)
+    return f"v0.{minor}.{version.split('.')[2]}"
+
+
+def helm_requires(helm_version: str, upstream: str, kube_version: str) -> list[tuple[str, str]]:
+    """helm, and every k8s.io staging module helm requires raised to the Kubernetes pin's tag (helm v3.19.0 wants
+    v0.34.0): the renderer's client-go, apimachinery and Capabilities.KubeVersion then match the sandbox's API
+    server. MVS only ever raises a version, so this is a patch-level bump."""
+    staging = sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+) v0\.\d+\.\d+(?:\s|$)", upstream, re.M)))
+    return [("helm.sh/helm/v3", helm_version), *((m, kube_staging_version(kube_version)) for m in staging)]
+
+
 def render_simple_gomod(name: str, go: str, requires: Sequence[tuple[str, str]], comment: str) -> str:
     lines = [f"// {line}" for line in comment.splitlines()]
     lines += [f"module quantfleet.local/hack/gomod/{name}", "", f"go {go}", "", "require ("]
@@ -177,7 +226,8 @@ ETCD_MODULES = ("api/v3", "client/pkg/v3", "client/v3", "pkg/v3", "server/v3")
 
 def render_gomod(component: Component, env: dict[str, str]) -> str:
     """Regenerate a wrapper go.mod for the pinned version from the upstream module's own go.mod."""
-    upstream = parse_upstream_gomod(_download_gomod(component.module, component.version, env))
+    upstream_text = _download_gomod(component.module, component.version, env)
+    upstream = parse_upstream_gomod(upstream_text)
     go = str(upstream["go"] or "1.24.0")
     if component.name == "kubernetes":
         staging = list(upstream["staging"])  # type: ignore[call-overload]
@@ -189,6 +239,13 @@ def render_gomod(component: Component, env: dict[str, str]) -> str:
             "etcd's own go.mod replaces its sibling modules with ../ paths; here they are required at the same tag."
         )
         return render_simple_gomod("etcd", go, requires, comment)
+    if component.name == "helm":
+        kube = versions.get("kubernetes.version")
+        comment = (
+            "Wrapper module: charttemplate/ renders charts with helm's own packages (helm template without helm).\n"
+            f"k8s.io modules at {kube_staging_version(kube)}, the staging tag of the sandbox's Kubernetes"
+        )
+        return render_simple_gomod("helm", go, helm_requires(component.version, upstream_text, kube), comment)
     comment = f"Wrapper module: builds {component.name} from {component.module} with go.sum pinned in this repository."
     return render_simple_gomod(component.name, go, [(component.module, component.version)], comment)
 
@@ -230,11 +287,13 @@ def build_command(component: Component, mod_flag: str) -> list[str]:
     out = component.out_dir
     # go build -o DIR/ writes one binary per main package, named after the package
     target = str(out / component.programs[0][1]) if len(component.programs) == 1 else str(out) + os.sep
+    tags = ["-tags", ",".join(component.tags)] if component.tags else []
     return [
         "go",
         "build",
         mod_flag,
         "-trimpath",
+        *tags,
         "-ldflags",
         ldflags,
         "-o",
@@ -244,10 +303,13 @@ def build_command(component: Component, mod_flag: str) -> list[str]:
 
 
 def stamp_digest(component: Component, command: list[str], gover: str) -> str:
+    """Covers go.mod, go.sum and the wrapper's own Go sources (charttemplate), so editing any of them rebuilds."""
     h = hashlib.sha256()
     for name in ("go.mod", "go.sum"):
         f = component.gomod_dir / name
         h.update(f.read_bytes() if f.exists() else b"")
+    for source in sorted(component.gomod_dir.rglob("*.go")):  # none for pure wrappers: their stamps stay as they were
+        h.update(str(source.relative_to(component.gomod_dir)).encode() + b"\0" + source.read_bytes())
     h.update("\0".join(command).encode())
     h.update(gover.encode())
     return h.hexdigest()
@@ -300,11 +362,11 @@ def build_component(component: Component, update: bool, log: Callable[[str], Non
     return seconds
 
 
-def build(update: bool = False, with_helm: bool = False, log: Callable[[str], None] = print) -> dict[str, float | None]:
+def build(update: bool = False, log: Callable[[str], None] = print) -> dict[str, float | None]:
     if shutil.which("go") is None:
         raise SystemExit("quantfleet sandbox build needs Go (https://go.dev/dl/) on PATH")
     started = time.monotonic()
-    results = {c.name: build_component(c, update, log) for c in components(with_helm)}
+    results = {c.name: build_component(c, update, log) for c in components()}
     log(f"sandbox build: done in {time.monotonic() - started:.0f}s")
     return results
 

@@ -1,4 +1,4 @@
-"""`quantfleet-dev sandbox build | up | down | status | demo`: the local control plane from the command line.
+"""`quantfleet-dev sandbox build | crds | up | down | status | demo`: the local control plane from the command line.
 
 `demo` is README command 1: it builds what is missing, starts the sandbox, runs the operator
 against it, applies `crds/samples/` and prints what happened.
@@ -15,23 +15,25 @@ import sys
 import time
 from pathlib import Path
 
-from quantfleet_dev.sandbox import build, cluster, paths
+from quantfleet_dev.sandbox import build, cluster, paths, upstream_crds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("sandbox", help="local Kubernetes control plane with simulated GPU node pools")
     sub = parser.add_subparsers(dest="sandbox_command", required=True)
 
-    p = sub.add_parser("build", help="build etcd, Kubernetes and KWOK from the Go module proxy (idempotent)")
+    p = sub.add_parser(
+        "build", help="build etcd, Kubernetes, KWOK, charttemplate and promtool from the Go module proxy (idempotent)"
+    )
     p.add_argument(
         "--update", action="store_true", help="regenerate hack/gomod/*/go.mod from versions.toml, refresh go.sum"
     )
-    p.add_argument(
-        "--helm",
-        action="store_true",
-        help="also build helm (not needed by the sandbox or the tests; adds minutes cold)",
-    )
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("crds", help="install or uninstall the pinned upstream CRDs (KEDA, prometheus-operator)")
+    p.add_argument("action", choices=("install", "uninstall"))
+    p.add_argument("which", nargs="+", choices=sorted(upstream_crds.UPSTREAMS))
+    p.set_defaults(func=cmd_crds)
 
     p = sub.add_parser("up", help="start (or reuse) the sandbox, install CRDs, register the fleet's nodes")
     p.add_argument("--fleet", type=Path, default=None, help=f"fleet file (default {paths.DEFAULT_FLEET})")
@@ -69,7 +71,18 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    build.build(update=args.update, with_helm=args.helm)
+    build.build(update=args.update)
+    upstream_crds.ensure()  # fetched here so that tests never download mid-run
+    return 0
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    layout = cluster.Layout.load()
+    for which in args.which:
+        if args.action == "install":
+            print(f"{which}: established {', '.join(upstream_crds.install(layout, which))}")
+        else:
+            print(f"{which}: deleted {', '.join(upstream_crds.uninstall(layout, which))}")
     return 0
 
 

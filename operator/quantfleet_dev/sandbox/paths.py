@@ -35,7 +35,8 @@ def bin_dir(component: str, version: str | None = None) -> Path:
 
 def binary(name: str) -> Path:
     """Path of one built program (kube-apiserver, etcd, kwok, ...) at the pinned version."""
-    component = {"etcd": "etcd", "kwok": "kwok", "helm": "helm"}.get(name, "kubernetes")
+    owners = {"etcd": "etcd", "kwok": "kwok", "charttemplate": "helm", "promtool": "prometheus"}
+    component = owners.get(name, "kubernetes")
     return bin_dir(component) / name
 
 
