@@ -11,10 +11,8 @@ vLLM's source and a real vLLM's /metrics.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Collection, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -26,7 +24,6 @@ ALERTS = CHART_FILES / "alerts.yaml"
 DASHBOARD = CHART_FILES / "dashboard.json"
 ALERT_TESTS = paths.REPO_ROOT / "tests" / "monitoring" / "alerts.test.yaml"
 # A promtool to use instead of the pinned build (e.g. one built by hand while iterating).
-PROMTOOL_ENV = "QUANTFLEET_PROMTOOL"
 
 # Grafana variables: $name, ${name}, ${name:format}, [[name]].
 _VARIABLE = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\$(\w+)|\[\[(\w+)\]\]")
@@ -37,12 +34,6 @@ _QUERY_RESULT = re.compile(r"^\s*query_result\((?P<expr>.+)\)\s*$", re.S)
 VLLM_METRIC = re.compile(r"vllm:[a-zA-Z_][a-zA-Z0-9_]*")
 # What prometheus_client appends to a metric's name in its samples (counter, histogram).
 SAMPLE_SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_created")
-
-
-def promtool() -> Path:
-    """The promtool the tests run: ``$QUANTFLEET_PROMTOOL`` if set, else the pinned build under the cache."""
-    override = os.environ.get(PROMTOOL_ENV)
-    return Path(override).expanduser() if override else paths.binary("promtool")
 
 
 def alert_queries(rules: Mapping[str, Any]) -> Iterator[tuple[str, str]]:

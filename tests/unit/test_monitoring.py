@@ -10,14 +10,13 @@
 - the chart (through quantfleet_dev.chart, Helm's own engine) ships both files unchanged, and renders the
   ServiceMonitor and PrometheusRule only with prometheus-operator's API group.
 
-promtool is the pinned build under the cache (``quantfleet_dev.sandbox.paths.binary("promtool")``), or
-``$QUANTFLEET_PROMTOOL``. Without it these tests skip, and fail in CI (``CI=true``), which builds it first.
+promtool and the chart renderer are the pinned builds under the cache (fixtures in tests/conftest.py): without them
+these tests skip, and fail in CI (``CI=true``), which builds them first.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from quantfleet_dev import monitoring
+from quantfleet_dev import chart, monitoring
 from quantfleet_dev.vllm_source import load
 
 ALERTS_EXPECTED = {
@@ -39,17 +38,6 @@ ALERTS_EXPECTED = {
     "VllmKVCacheSaturated",
     "VllmRequestsQueueing",
 }
-
-
-@pytest.fixture(scope="module")
-def promtool() -> Path:
-    path = monitoring.promtool()
-    if not path.is_file():
-        why = f"promtool is not built ({path}); set {monitoring.PROMTOOL_ENV} or build the pinned one"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    return path
 
 
 def run(promtool: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -176,18 +164,10 @@ API_GROUP = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v
 
 def render(set_values: dict[str, object] | None = None, api_versions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """The chart as `helm template qf -n ops` renders it, through quantfleet_dev.chart (Helm's own engine)."""
-    chart = pytest.importorskip("quantfleet_dev.chart", reason="the chart renderer (quantfleet_dev.chart) is not here")
-    try:
-        chart.renderer()
-    except FileNotFoundError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-    docs: list[dict[str, Any]] = chart.render("qf", "ops", set_values, api_versions)
-    return docs
+    return chart.render("qf", "ops", set_values, api_versions)
 
 
-def test_chart_ships_the_files_and_gates_prometheus_operator_objects_on_its_crds() -> None:
+def test_chart_ships_the_files_and_gates_prometheus_operator_objects_on_its_crds(charttemplate: Path) -> None:
     with_crds = render(api_versions=API_GROUP)
     by_kind = {d["kind"]: d for d in with_crds}
     # the PrometheusRule is the rule file, unchanged; the ConfigMap holds the dashboard, unchanged
