@@ -84,7 +84,13 @@ def test_turning_autoscaling_on_keeps_the_running_replica_count(sandbox: Sandbox
         apply(sandbox, ns, svc)
         wait_cond(sandbox, ns, "inferenceservices", "handover", "Ready", "True", timeout=120)
         assert replicas(sandbox, ns, "handover-h100") == 2
-        merge_patch(sandbox, ns, "inferenceservices", "handover", {"spec": {"autoscaling": {"maxReplicas": 4}}})
+        merge_patch(
+            sandbox,
+            ns,
+            "inferenceservices",
+            "handover",
+            {"spec": {"autoscaling": {"maxReplicas": 4, "autoscaler": "HPA"}}},
+        )
         wait_for(
             lambda: sandbox.kubectl("get", "hpa", "handover-h100", "-n", ns, check=False).returncode == 0,
             60,

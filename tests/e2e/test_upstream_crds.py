@@ -7,12 +7,19 @@ uninstalls them at its end).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from qf import apply, isvc, model_config, wait_cond
 
-from quantfleet_dev.testing import Sandbox
+from quantfleet_dev import chart
+from quantfleet_dev.sandbox.upstream_crds import install, uninstall
+from quantfleet_dev.testing import Sandbox, operator_process, wait_for
+
+CHART_API_VERSIONS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PrometheusRule")
 
 SELECTOR = {"matchLabels": {"app.kubernetes.io/name": "quantfleet"}}
 
@@ -118,3 +125,70 @@ def test_schema_violations_are_rejected(
         "apply", "--server-side", "--dry-run=server", "-f", "-", input=manifest(kind, namespace, spec), check=False
     )
     assert out.returncode != 0 and message in out.stderr, out.stderr
+
+
+# ------------------------------------------------------------------------------------------------ what ships
+
+
+def test_the_charts_monitoring_objects_are_admitted(
+    upstream_crds: dict[str, list[str]], sandbox: Sandbox, namespace: str
+) -> None:
+    """The chart's ServiceMonitor and PrometheusRule (with the real alert file) pass the real schemas."""
+    docs = chart.render(namespace, namespace, api_versions=CHART_API_VERSIONS)
+    objs = [d for d in docs if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
+    assert sorted(d["kind"] for d in objs) == ["PrometheusRule", "ServiceMonitor"]
+    out = sandbox.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(objs)
+    )
+    assert "serverside-applied (server dry run)" in out.stdout, out.stdout
+
+
+def test_operator_follows_optional_crds_as_they_come_and_go(
+    upstream_crds: dict[str, list[str]], sandbox: Sandbox, namespace: str, tmp_path: Path
+) -> None:
+    """KEDA absent: one log line and an HPA. KEDA installed while running: the HPA goes, a ScaledObject (and, with
+    prometheus-operator, a PodMonitor) the real API server admits takes over. KEDA removed: back to an HPA."""
+    ns = namespace
+    uninstall(sandbox.layout, "keda")
+    model_config(sandbox, ns, "llama-3.1-8b")
+    log = tmp_path / "operator.log"
+    svc = isvc(
+        "auto",
+        model={"uri": "hf://meta-llama/Llama-3.1-8B-Instruct@main", "configRef": {"name": "llama-3.1-8b-config"}},
+        pools=[{"name": "h100", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}}],
+        autoscaling={"maxReplicas": 3},
+    )
+
+    def exists(kind: str, name: str) -> bool:
+        return sandbox.kubectl("get", kind, name, "-n", ns, check=False).returncode == 0
+
+    try:
+        with operator_process(sandbox.kubeconfig, ns, log_path=log):
+            apply(sandbox, ns, svc)
+            wait_cond(sandbox, ns, "inferenceservices", "auto", "Ready", "True", timeout=120)
+            text = log.read_text()
+            assert text.count("optional kind ScaledObject not served") == 1, text[-3000:]
+            assert "optional kind PodMonitor not served" not in text
+            assert exists("hpa", "auto-h100") and exists("podmonitor", "auto")
+            monitor = json.loads(sandbox.kubectl("get", "podmonitor", "auto", "-n", ns, "-o", "json").stdout)
+            assert [r["targetLabel"] for r in monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]] == [
+                "inferenceservice",
+                "pool",
+            ]
+
+            install(sandbox.layout, "keda")
+            wait_for(lambda: exists("scaledobject", "auto-h100") and not exists("hpa", "auto-h100"), 60, "KEDA")
+            scaled = json.loads(sandbox.kubectl("get", "scaledobject", "auto-h100", "-n", ns, "-o", "json").stdout)
+            assert scaled["spec"]["maxReplicaCount"] == 3
+            assert 'inferenceservice="auto",pool="h100"' in scaled["spec"]["triggers"][0]["metadata"]["query"]
+            obj = wait_cond(sandbox, ns, "inferenceservices", "auto", "Ready", "True", timeout=60)
+            assert obj["status"]["decisions"][0]["autoscaler"] == "ScaledObject/auto-h100"
+
+            uninstall(sandbox.layout, "keda")  # its ScaledObjects go with the CRD
+            wait_for(lambda: exists("hpa", "auto-h100"), 60, "back to an HPA")
+            obj = wait_cond(sandbox, ns, "inferenceservices", "auto", "Ready", "True", timeout=60)
+            assert obj["status"]["decisions"][0]["autoscaler"] == "HorizontalPodAutoscaler/auto-h100"
+        text = log.read_text()
+        assert "Traceback" not in text and "reconcile failed" not in text, text[-3000:]
+    finally:
+        install(sandbox.layout, "keda")  # the session fixture's state for the tests after this one

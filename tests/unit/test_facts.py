@@ -302,3 +302,21 @@ def test_urgent_keys_jump_the_queue() -> None:
     q.add("x", urgent=True)  # changed while being reconciled, and urgent: first once its worker is done
     q.done(key)
     assert q.get()[0] == "x"  # type: ignore[index]
+
+
+def test_an_optional_kind_is_served_only_by_an_established_live_crd_of_its_version() -> None:
+    from quantfleet.facts.cache import crd_serves, trim_crd
+
+    crd = {
+        "metadata": {"name": "scaledobjects.keda.sh", "uid": "u", "managedFields": [{}]},
+        "spec": {"versions": [{"name": "v1alpha1", "served": True, "schema": {"big": "…"}}]},
+        "status": {"conditions": [{"type": "Established", "status": "True", "message": "…"}]},
+    }
+    trimmed = trim_crd(crd)
+    assert "schema" not in str(trimmed) and crd_serves(trimmed, "keda.sh/v1alpha1")
+    assert not crd_serves(trimmed, "keda.sh/v1beta1")  # not the version the operator renders
+    assert not crd_serves(None, "keda.sh/v1alpha1")
+    terminating = trim_crd({**crd, "metadata": {**crd["metadata"], "deletionTimestamp": "2026-12-03T00:00:00Z"}})
+    assert not crd_serves(terminating, "keda.sh/v1alpha1")  # creates are refused (403) while it is deleted
+    pending = trim_crd({**crd, "status": {"conditions": [{"type": "Established", "status": "False"}]}})
+    assert not crd_serves(pending, "keda.sh/v1alpha1")

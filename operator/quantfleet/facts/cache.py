@@ -102,7 +102,7 @@ def trim_crd(crd: Obj) -> Obj:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {k: meta[k] for k in ("name", "uid", "resourceVersion") if k in meta},
+        "metadata": {k: meta[k] for k in ("name", "uid", "resourceVersion", "deletionTimestamp") if k in meta},
         "spec": {
             "versions": [
                 {"name": v.get("name"), "served": v.get("served")}
@@ -114,9 +114,9 @@ def trim_crd(crd: Obj) -> Obj:
 
 
 def crd_serves(crd: Obj | None, api_version: str) -> bool:
-    """The CRD is Established and serves the version the operator renders (group/version)."""
-    if crd is None:
-        return False
+    """The CRD is Established, not being deleted, and serves the version the operator renders (group/version)."""
+    if crd is None or (crd.get("metadata") or {}).get("deletionTimestamp"):
+        return False  # a terminating CRD refuses creates (403) while its objects are deleted
     version = api_version.rpartition("/")[2]
     established = any(
         c.get("type") == "Established" and c.get("status") == "True"
@@ -295,7 +295,7 @@ class Cache:
         store = self.stores.get(obj.get("kind", ""))
         if store is None:
             return
-        _, transform, _ = WATCHED[store.kind]
+        transform = WATCHED[store.kind][1] if store.kind in WATCHED else trim_foreign
         store.observe(transform(obj))
 
     # -- Nodes -> GPU pools ---------------------------------------------------------------------------
