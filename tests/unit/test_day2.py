@@ -337,3 +337,17 @@ def test_pod_problem(status: Obj, expected: str) -> None:
 def test_pod_problem_empty_when_all_ready() -> None:
     ready = {"metadata": {"name": "p"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
     assert ro.pod_problem([ready]) == ""
+
+
+def test_only_a_rollout_marked_stuck_makes_gather_read_pods() -> None:
+    dep: Obj = {
+        "metadata": {"generation": 2},
+        "spec": {"selector": {"matchLabels": {"b": "2", "a": "1"}}},
+        "status": {"observedGeneration": 2, "conditions": [{"type": "Progressing", "status": "True"}]},
+    }
+    assert not ro.rollout_stuck(dep)
+    dep["status"]["conditions"] = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+    assert ro.rollout_stuck(dep)
+    dep["metadata"]["generation"] = 3  # a newer spec the controller has not seen: not stuck (yet)
+    assert not ro.rollout_stuck(dep)
+    assert ro.match_labels(dep) == "a=1,b=2"

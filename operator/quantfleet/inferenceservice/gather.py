@@ -10,7 +10,7 @@ from quantfleet.facts.cache import Cache
 from quantfleet.facts.mapping import ns_key
 from quantfleet.inferenceservice import handlers
 from quantfleet.inferenceservice.decide import ServiceFacts
-from quantfleet.inferenceservice.rollout import gpus_claimed
+from quantfleet.inferenceservice.rollout import gpus_claimed, match_labels, rollout_stuck
 from quantfleet.render.common import LABEL_COMPONENT
 
 Obj = dict[str, Any]
@@ -35,10 +35,12 @@ def gather(cache: Cache, isvc: Obj, now: dt.datetime) -> ServiceFacts:
         kind: {o["metadata"]["name"]: o for o in cache.by_index(kind, handlers.BY_LABEL, key)}
         for kind in ("HorizontalPodAutoscaler", "ScaledObject", "PodMonitor")
     }
+    # a stuck rollout's pods (the only uncached read: pods of Deployments the Deployment controller gave up on)
     pods = tuple(
-        p
-        for p in cache.by_index("Pod", handlers.BY_LABEL, key)
-        if (p["metadata"].get("labels") or {}).get(LABEL_COMPONENT) == "vllm"
+        pod
+        for dep in deployments.values()
+        if rollout_stuck(dep)
+        for pod in cache.list_uncached("Pod", ns, match_labels(dep))
     )
     # GPUs the operator's vLLM Deployments claim on the pools this service is pinned to (rollout surge sizing)
     claimed = {

@@ -2,8 +2,8 @@
 
 - the object itself: any change but its status;
 - its Deployments, Service, PodDisruptionBudget, HorizontalPodAutoscalers, ScaledObjects and PodMonitor: by the
-  quantfleet.io/inferenceservice label (its vLLM pods are indexed the same way but enqueue nothing: a pod's
-  readiness reaches the service through its Deployment's status);
+  quantfleet.io/inferenceservice label (vLLM pods are not watched: a pod's readiness reaches the service through
+  its Deployment's status, and a stuck rollout's pods are read once per reconcile of that service);
 - an optional kind (KEDA's ScaledObject, prometheus-operator's PodMonitor) that became served or went away: every
   service (what they render depends on it);
 - the QuantizedModel it serves (spec, Ready, checkpoint) and the ConfigMap it plans with: by index;
@@ -95,7 +95,6 @@ def setup(cache: Cache, enqueue: Enqueue) -> None:
     for kind in CHILD_KINDS:
         cache.add_indexer(kind, BY_LABEL, by_label)
         cache.add_handler(kind, parent_by_label(LABEL_ISVC, enqueue))
-    cache.add_indexer("Pod", BY_LABEL, by_label)
     cache.add_indexer("Deployment", BY_POOL_SELECTOR, pool_selector)
 
     def enqueue_all(objs: list[Obj], urgent: bool = False) -> None:

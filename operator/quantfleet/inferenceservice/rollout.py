@@ -124,6 +124,19 @@ def _deadline_exceeded(status: Mapping[str, Any]) -> str | None:
     return None
 
 
+def rollout_stuck(deployment: Mapping[str, Any]) -> bool:
+    """The Deployment controller marked the latest rollout ProgressDeadlineExceeded (gather then reads its pods)."""
+    status = deployment.get("status") or {}
+    seen = int(status.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
+    return seen and _deadline_exceeded(status) is not None
+
+
+def match_labels(deployment: Mapping[str, Any]) -> str:
+    """The Deployment's pod selector as a label selector string."""
+    labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def rollout_state(
     deployment: Mapping[str, Any] | None, replicas: int, pods: Sequence[Mapping[str, Any]]
 ) -> RolloutState:
