@@ -85,6 +85,18 @@ def _meta(name: str, namespace: str, isvc: str, uid: str, labels: dict[str, str]
     }
 
 
+def _pool_autoscaler(
+    api_version: str, kind: str, isvc: str, namespace: str, uid: str, labels: dict[str, str], s: PoolScaling
+) -> Obj:
+    """What an HPA and a ScaledObject share: the pool's name and labels, the owner, the Deployment they scale."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": _meta(s.deployment, namespace, isvc, uid, {**labels, LABEL_POOL: s.pool}),
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": s.deployment}},
+    }
+
+
 def _behavior(scale_down_seconds: int) -> Obj:
     # scale up at once (requests are queueing now); scale down only after load stayed low for the window
     return {
@@ -94,26 +106,22 @@ def _behavior(scale_down_seconds: int) -> Obj:
 
 
 def expected_hpa(isvc: str, namespace: str, uid: str, labels: dict[str, str], s: PoolScaling) -> Obj:
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": HPA_KIND,
-        "metadata": _meta(s.deployment, namespace, isvc, uid, {**labels, LABEL_POOL: s.pool}),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": s.deployment},
-            "minReplicas": s.min_replicas,
-            "maxReplicas": s.max_replicas,
-            "metrics": [
-                {
-                    "type": "Pods",
-                    "pods": {
-                        "metric": {"name": adapter_metric_name(SERIES[s.metric])},
-                        "target": {"type": "AverageValue", "averageValue": _quantity(s.target)},
-                    },
-                }
-            ],
-            "behavior": _behavior(s.scale_down_seconds),
-        },
+    obj = _pool_autoscaler("autoscaling/v2", HPA_KIND, isvc, namespace, uid, labels, s)
+    obj["spec"] |= {
+        "minReplicas": s.min_replicas,
+        "maxReplicas": s.max_replicas,
+        "metrics": [
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": adapter_metric_name(SERIES[s.metric])},
+                    "target": {"type": "AverageValue", "averageValue": _quantity(s.target)},
+                },
+            }
+        ],
+        "behavior": _behavior(s.scale_down_seconds),
     }
+    return obj
 
 
 def keda_query(namespace: str, isvc: str, s: PoolScaling) -> str:
@@ -123,28 +131,24 @@ def keda_query(namespace: str, isvc: str, s: PoolScaling) -> str:
 
 
 def expected_scaled_object(isvc: str, namespace: str, uid: str, labels: dict[str, str], s: PoolScaling) -> Obj:
-    return {
-        "apiVersion": KEDA_API,
-        "kind": KEDA_KIND,
-        "metadata": _meta(s.deployment, namespace, isvc, uid, {**labels, LABEL_POOL: s.pool}),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": s.deployment},
-            "minReplicaCount": s.min_replicas,
-            "maxReplicaCount": s.max_replicas,
-            "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(s.scale_down_seconds)}},
-            "triggers": [
-                {
-                    "type": "prometheus",
-                    "metricType": "AverageValue",
-                    "metadata": {
-                        "serverAddress": s.prometheus,
-                        "query": keda_query(namespace, isvc, s),
-                        "threshold": f"{s.target:g}",
-                    },
-                }
-            ],
-        },
+    obj = _pool_autoscaler(KEDA_API, KEDA_KIND, isvc, namespace, uid, labels, s)
+    obj["spec"] |= {
+        "minReplicaCount": s.min_replicas,
+        "maxReplicaCount": s.max_replicas,
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(s.scale_down_seconds)}},
+        "triggers": [
+            {
+                "type": "prometheus",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": s.prometheus,
+                    "query": keda_query(namespace, isvc, s),
+                    "threshold": f"{s.target:g}",
+                },
+            }
+        ],
     }
+    return obj
 
 
 def expected_pod_monitor(isvc: str, namespace: str, uid: str, labels: dict[str, str], selector: Obj) -> Obj:
