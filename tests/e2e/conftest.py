@@ -89,4 +89,7 @@ def upstream_crds(sandbox: Sandbox) -> Iterator[dict[str, list[str]]]:
         yield installed
     finally:
         for which in installed:
-            uninstall(sandbox.layout, which)
+            try:
+                uninstall(sandbox.layout, which, timeout=60)
+            except RuntimeError as exc:  # the API server's CRD finalizer can stall (docs/sandbox.md): not a test result
+                _log(f"upstream CRDs of {which} not removed: {exc}")

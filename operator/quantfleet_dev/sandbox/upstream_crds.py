@@ -183,9 +183,22 @@ def install(layout: cluster.Layout, which: str, timeout: float = 120.0) -> list[
 
 
 def uninstall(layout: cluster.Layout, which: str, timeout: float = 120.0) -> list[str]:
-    """Delete one upstream's CRDs (and so every object of their kinds) and wait until they are gone."""
+    """Delete one upstream's CRDs (and so every object of their kinds) and wait until they are gone.
+
+    Seen on Kubernetes 1.34: the API server's finalizer of a cluster-scoped CRD (KEDA's clustertriggerauthentications)
+    can stay at Terminating/InstanceDeletionFailed "could not list instances: storage is (re)initializing" for
+    minutes; the error then says which CRD is left and why."""
     names = cluster.crd_names(ensure()[which])
-    cluster.kubectl(
-        layout, "delete", "--ignore-not-found", "--wait", f"--timeout={int(timeout)}s", *(f"crd/{n}" for n in names)
+    done = cluster.kubectl(
+        layout,
+        "delete",
+        "--ignore-not-found",
+        "--wait",
+        f"--timeout={int(timeout)}s",
+        *(f"crd/{n}" for n in names),
+        check=False,
     )
+    if done.returncode != 0:
+        left = cluster.kubectl(layout, "get", "crd", *names, "--ignore-not-found", "-o", "yaml", check=False).stdout
+        raise RuntimeError(f"deleting {which}'s CRDs failed: {done.stderr.strip()}\nstill there:\n{left[-3000:]}")
     return names
