@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from quantfleet.api.conditions import is_true
 from quantfleet.facts.informer import Informer, strip_managed_fields
 from quantfleet.facts.store import Handler, Indexer, Store
 from quantfleet.hardware.pools import ClusterGpus, CpuNode, GpuNode, parse_node, pools_from
@@ -120,11 +121,7 @@ def crd_serves(crd: Obj | None, api_version: str) -> bool:
     if crd is None or (crd.get("metadata") or {}).get("deletionTimestamp"):
         return False  # a terminating CRD refuses creates (403) while its objects are deleted
     version = api_version.rpartition("/")[2]
-    established = any(
-        c.get("type") == "Established" and c.get("status") == "True"
-        for c in (crd.get("status") or {}).get("conditions") or []
-    )
-    return established and any(
+    return is_true((crd.get("status") or {}).get("conditions"), "Established") and any(
         v.get("name") == version and v.get("served") for v in (crd.get("spec") or {}).get("versions") or []
     )
 
@@ -161,6 +158,14 @@ OPTIONAL: dict[str, str] = {
 # Kinds cached without a label selector: an object missing from the cache does not exist (as of the last event).
 COMPLETE = frozenset(kind for kind, (selector, _, _) in WATCHED.items() if selector is None) | frozenset(OPTIONAL)
 OptionalListener = Callable[[str, bool], None]  # (kind, now available)
+
+
+def _wait_synced(informers: list[Informer], deadline: float) -> bool:
+    for informer in informers:
+        if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
+            log.warning("cache not synced kind=%s namespace=%s", informer.kind, informer.namespace)
+            return False
+    return True
 
 
 class Cache:
@@ -201,22 +206,17 @@ class Cache:
         for informer in self.informers:
             informer.start(stop)
 
-    def _all_informers(self) -> list[Informer]:
+    def _optional_informers(self) -> list[Informer]:
         with self._optional_lock:
-            return self.informers + [i for _, informers in self._optional.values() for i in informers]
+            return [i for _, informers in self._optional.values() for i in informers]
 
     def wait_synced(self, timeout: float) -> bool:
         """Every informer synced, including the optional kinds whose CRDs the first CRD list found: a first pass must
         not take an installed KEDA for an absent one (and swap a ScaledObject for an HPA)."""
         deadline = time.monotonic() + timeout
-        for informer in self.informers:
-            if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
-                log.warning("cache not synced kind=%s namespace=%s", informer.kind, informer.namespace)
-                return False
-        for informer in self._all_informers():
-            if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
-                log.warning("cache not synced kind=%s namespace=%s", informer.kind, informer.namespace)
-                return False
+        # the watched kinds first: the CRD informer's list is what starts the optional kinds' informers
+        if not _wait_synced(self.informers, deadline) or not _wait_synced(self._optional_informers(), deadline):
+            return False
         for kind, crd in OPTIONAL.items():
             if not self.available(kind):
                 log.info("optional kind %s not served (CRD %s absent): not rendered until it is installed", kind, crd)
@@ -224,7 +224,7 @@ class Cache:
 
     @property
     def synced(self) -> bool:
-        return all(i.synced.is_set() for i in self._all_informers())
+        return all(i.synced.is_set() for i in (*self.informers, *self._optional_informers()))
 
     # -- optional kinds ------------------------------------------------------------------------------
     def available(self, kind: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -66,6 +66,7 @@ from quantfleet.render.vllm import (
     expected_deployment,
     expected_pdb,
     expected_service,
+    rolling_update,
     service_selector,
 )
 
@@ -433,7 +434,15 @@ def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
     svc = service_input(name, ns, meta["uid"], spec, model, facts.vllm_image, facts.vllm_cpu_image)
     decisions, scaling = scale_pools(spec, decisions, facts.pools, facts.deployments)
     engine, engine_problem = choose_autoscaler(spec, facts.optional)
-    plan = plan_rollouts(svc, spec, decisions, facts)
+    states = {
+        d["pool"]: ro.rollout_state(
+            facts.deployments.get(d["deployment"]),
+            d["replicas"],
+            [p for p in facts.pods if (p["metadata"].get("labels") or {}).get(LABEL_POOL) == d["pool"]],
+        )
+        for d in decisions
+    }
+    plan = plan_rollouts(svc, spec, decisions, facts, states)
     wanted = {d["deployment"] for d in decisions}
     stale = tuple(dep for dep_name, dep in sorted(facts.deployments.items()) if dep_name not in wanted)
     events: list[Event] = [
@@ -453,19 +462,10 @@ def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
         events += [Event("Normal", "PoolSkipped", f"pool {why}"[:1000]) for why in skipped]
     extra, remove = side_objects(name, ns, meta["uid"], engine, scaling, facts)
     if scaling:
-        where = {HPA_KIND: HPA_KIND, KEDA_KIND: KEDA_KIND}.get(engine or "")
         decisions = [
-            {**d, "autoscaler": f"{where}/{d['deployment']}" if where else "none"} if d["pool"] in scaling else d
+            {**d, "autoscaler": f"{engine}/{d['deployment']}" if engine else "none"} if d["pool"] in scaling else d
             for d in decisions
         ]
-    states = {
-        d["pool"]: ro.rollout_state(
-            facts.deployments.get(d["deployment"]),
-            d["replicas"],
-            [p for p in facts.pods if (p["metadata"].get("labels") or {}).get(LABEL_POOL) == d["pool"]],
-        )
-        for d in decisions
-    }
     plan_generation = meta.get("generation") if fresh else prev.get("planGeneration", meta.get("generation"))
     status, transition_events = st.serving(
         isvc,
@@ -549,9 +549,14 @@ class RolloutPlan:
 
 
 def plan_rollouts(
-    svc: ServiceInput, spec: InferenceServiceSpec, decisions: list[Obj], facts: ServiceFacts
+    svc: ServiceInput,
+    spec: InferenceServiceSpec,
+    decisions: list[Obj],
+    facts: ServiceFacts,
+    states: Mapping[str, ro.RolloutState],
 ) -> RolloutPlan:
-    """The pools' Deployments, their strategies sized to free GPUs, rolled out one pool at a time."""
+    """The pools' Deployments, their strategies sized to free GPUs, rolled out one pool at a time (`states`: each
+    pool's rollout as its live Deployment stands)."""
     rendered: list[tuple[Obj, Obj, Obj | None, bool]] = []
     for roll, d in zip(rollouts(spec, decisions), decisions, strict=True):
         dep = expected_deployment(svc, roll)
@@ -561,14 +566,14 @@ def plan_rollouts(
             cap = ro.pool_capacity(facts.pools, d)
             free = (cap.gpus if cap else 0) - facts.gpus_claimed.get(selector_key(d["nodeSelector"]), 0)
             surge = ro.max_surge(free, d["tensorParallelSize"], d["replicas"]) if d.get("device") != "cpu" else 0
-            dep = expected_deployment(svc, replace(roll, max_surge=surge))
+            dep["spec"]["strategy"] = rolling_update(surge)
         elif (strategy := ro.live_strategy(live)) is not None:
             dep["spec"]["strategy"] = strategy  # not rolling out: the strategy stays as it was sized
         rendered.append((d, dep, live, changing))
     busy = [
         d["pool"]
         for d, _, live, changing in rendered
-        if live is not None and not changing and not ro.rollout_state(live, d["replicas"], ()).complete
+        if live is not None and not changing and not states[d["pool"]].complete
     ]
     changing_pools = [d["pool"] for d, _, _, changing in rendered if changing]
     hold = set(changing_pools if busy else changing_pools[1:])
@@ -609,9 +614,7 @@ def side_objects(
         want = []  # the other kind goes first
     if PODMONITOR_KIND in facts.optional:
         want.append(expected_pod_monitor(name, ns, uid, labels, service_selector(name)))
-    remove += [
-        o for o in owned[PODMONITOR_KIND] if PODMONITOR_KIND not in facts.optional or o["metadata"]["name"] != name
-    ]
+    remove += [o for o in owned[PODMONITOR_KIND] if o["metadata"]["name"] != name]
     return want, remove
 
 

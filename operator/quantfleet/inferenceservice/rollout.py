@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from quantfleet.api.conditions import condition, is_true
 from quantfleet.hardware import LabelError
 from quantfleet.hardware.pools import ClusterGpus, CpuPool, pool_for_selector
 from quantfleet.render.compare import is_subset
@@ -124,11 +125,15 @@ def _deadline_exceeded(status: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _seen(deployment: Mapping[str, Any]) -> bool:
+    """The Deployment controller has observed the latest spec (its status speaks of the current template)."""
+    status = deployment.get("status") or {}
+    return int(status.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
+
+
 def rollout_stuck(deployment: Mapping[str, Any]) -> bool:
     """The Deployment controller marked the latest rollout ProgressDeadlineExceeded (gather then reads its pods)."""
-    status = deployment.get("status") or {}
-    seen = int(status.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
-    return seen and _deadline_exceeded(status) is not None
+    return _seen(deployment) and _deadline_exceeded(deployment.get("status") or {}) is not None
 
 
 def match_labels(deployment: Mapping[str, Any]) -> str:
@@ -144,7 +149,7 @@ def rollout_state(
     if deployment is None:
         return RolloutState(replicas == 0, 0, "", "Pending (Deployment not created yet)")
     status = deployment.get("status") or {}
-    seen = int(status.get("observedGeneration") or 0) >= int(deployment["metadata"].get("generation") or 0)
+    seen = _seen(deployment)
     updated = int(status.get("updatedReplicas") or 0)
     total = int(status.get("replicas") or 0)
     available = int(status.get("availableReplicas") or 0)
@@ -168,7 +173,12 @@ def rollout_state(
 def pod_problem(pods: Sequence[Mapping[str, Any]]) -> str:
     """Why the newest pod that is not Ready is not: a container's waiting/terminated reason, its scheduling
     failure, or its Ready condition ("" when every pod is Ready)."""
-    unready = [p for p in pods if not _ready(p) and not (p.get("metadata") or {}).get("deletionTimestamp")]
+    unready = [
+        p
+        for p in pods
+        if not is_true((p.get("status") or {}).get("conditions"), "Ready")
+        and not (p.get("metadata") or {}).get("deletionTimestamp")
+    ]
     if not unready:
         return ""
     pod = max(unready, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""))
@@ -185,7 +195,7 @@ def pod_problem(pods: Sequence[Mapping[str, Any]]) -> str:
                 f", exit code {last.get('exitCode')})" if last.get("exitCode") is not None else ")"
             )
     for ctype in ("PodScheduled", "ContainersReady", "Ready"):
-        c = next((c for c in status.get("conditions") or [] if c.get("type") == ctype), None)
+        c = condition(status.get("conditions"), ctype)
         if c is not None and c.get("status") != "True":
             return f"pod {name}: {ctype} {c.get('reason') or 'False'}" + _msg(c)
     return f"pod {name}: {status.get('phase') or 'Pending'}, not Ready"
@@ -194,8 +204,3 @@ def pod_problem(pods: Sequence[Mapping[str, Any]]) -> str:
 def _msg(obj: Mapping[str, Any]) -> str:
     text = str(obj.get("message") or "").strip()
     return f": {text[:300]}" if text else ""
-
-
-def _ready(pod: Mapping[str, Any]) -> bool:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

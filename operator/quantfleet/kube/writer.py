@@ -40,6 +40,16 @@ class NotOwned(RuntimeError):
     """The live object exists and is not controlled by the expected owner: the operator refuses to touch it."""
 
 
+def refuse_foreign(desired: Mapping[str, Any], live: Mapping[str, Any] | None, owner_uid: str | None) -> None:
+    """Raise NotOwned when `live` exists and its controller is not `owner_uid` (None: no owner to check)."""
+    if live is not None and owner_uid is not None and not controlled_by(live, owner_uid):
+        meta = desired["metadata"]
+        raise NotOwned(
+            f"{desired['kind']} {meta.get('namespace')}/{meta['name']} exists and is not owned by this resource;"
+            " refusing to take it over"
+        )
+
+
 def _owned(obj: Mapping[str, Any]) -> bool:
     """Children with an owner reference are guarded by it; the rest (checkpoint PVCs) by the caller's checks."""
     return bool(obj.get("metadata", {}).get("ownerReferences"))
@@ -142,11 +152,7 @@ class Writer:
         meta = desired["metadata"]
         if live is None and desired["kind"] not in self.complete:
             live = self.kube.get(desired["kind"], meta["name"], meta.get("namespace"))
-        if live is not None and owner_uid is not None and not controlled_by(live, owner_uid):
-            raise NotOwned(
-                f"{desired['kind']} {meta.get('namespace')}/{meta['name']} exists and is not owned by this resource;"
-                " refusing to take it over"
-            )
+        refuse_foreign(desired, live, owner_uid)
         if not drifted(desired, live):
             return None
         stamped = {
@@ -174,11 +180,7 @@ class Writer:
             if created is not None:
                 return self._seen(created)
             live = self.kube.get(desired["kind"], meta["name"], meta.get("namespace"))  # 409: whose is it?
-        if live is not None and owner_uid is not None and not controlled_by(live, owner_uid):
-            raise NotOwned(
-                f"{desired['kind']} {meta.get('namespace')}/{meta['name']} exists and is not owned by this resource;"
-                " refusing to take it over"
-            )
+        refuse_foreign(desired, live, owner_uid)
         return None
 
     def delete(self, live: Obj, owner_uid: str | None) -> bool:
@@ -215,10 +217,7 @@ class Writer:
             current = live(obj)
             if current is None:
                 continue
-            if not controlled_by(current, uid):
-                raise NotOwned(
-                    f"{obj['kind']} {obj['metadata'].get('namespace')}/{obj['metadata']['name']} is not ours"
-                )
+            refuse_foreign(obj, current, uid)
             log.info(
                 "hand over kind=%s object=%s/%s", obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
             )
