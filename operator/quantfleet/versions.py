@@ -42,5 +42,14 @@ def vllm_cpu_image() -> str:
     return get("vllm.cpu_image")
 
 
+def runtime_images() -> dict[str, str]:
+    """Images of the runtimes other than vLLM, by key: sglang (GPU), llama-cpp (GPU), llama-cpp-cpu."""
+    return {
+        "sglang": get("sglang.image"),
+        "llama-cpp": get("llama-cpp.image"),
+        "llama-cpp-cpu": get("llama-cpp.cpu_image"),
+    }
+
+
 if __name__ == "__main__":
     print(get(sys.argv[1]))

@@ -201,6 +201,7 @@ def crd_manifests() -> dict[str, dict[str, Any]]:
         [
             ready,
             {"name": "Precision", "type": "string", "jsonPath": ".status.precision"},
+            {"name": "Runtime", "type": "string", "jsonPath": ".status.runtime", "priority": 1},
             {"name": "Checkpoint", "type": "string", "jsonPath": ".status.checkpointFormat"},
             {"name": "KV", "type": "string", "jsonPath": ".status.kvCacheDtype"},
             {"name": "Pools", "type": "string", "jsonPath": ".status.pools"},

@@ -36,6 +36,10 @@ CpuPools = Literal["Never", "Allowed", "Only"]
 ScaleMetric = Literal["WaitingRequests", "KVCacheUsage"]
 # Auto: a KEDA ScaledObject when KEDA's CRDs are installed, else an autoscaling/v2 HorizontalPodAutoscaler.
 AutoscalerKind = Literal["Auto", "HPA", "KEDA"]
+# What serves a pool: vLLM (default), SGLang (GPU pools), or llama.cpp's server (GGUF checkpoints; CPU pools and small
+# GPUs). docs/runtimes.md says what each serves and why.
+Runtime = Literal["vllm", "sglang", "llama-cpp"]
+RUNTIMES: tuple[Runtime, ...] = ("vllm", "sglang", "llama-cpp")
 DEFAULT_PROMETHEUS = "http://prometheus-operated.monitoring.svc:9090"
 
 
@@ -96,6 +100,7 @@ class PoolSpec(KubeModel):
         default=None, ge=0, le=1000, description="Replicas in this pool; default spec.replicas."
     )
     tolerations: list[Toleration] | None = Field(default=None, description="Tolerations for this pool's pods.")
+    runtime: Runtime | None = Field(default=None, description="What serves this pool; default spec.runtime.")
     autoscaling: PoolAutoscaling | None = Field(
         default=None, description="Overrides of spec.autoscaling's bounds for this pool (needs spec.autoscaling)."
     )
@@ -199,6 +204,15 @@ class VLLMSpec(KubeModel):
     )
 
 
+class RuntimeImages(KubeModel):
+    """Images of a runtime other than vLLM."""
+
+    image: str | None = Field(default=None, description="Image for GPU pools; default: the pinned upstream tag.")
+    cpu_image: str | None = Field(
+        default=None, description="Image for CPU pools (llama.cpp only); default: the pinned upstream tag."
+    )
+
+
 class InferenceServiceSpec(KubeModel):
     """Desired serving fleet."""
 
@@ -238,7 +252,16 @@ class InferenceServiceSpec(KubeModel):
         " pool, so they serve only when no GPU pool can or maxPools leaves room. Only: CPU pools only. Explicit"
         " pools ignore it.",
     )
+    runtime: Runtime | None = Field(
+        default=None,
+        description="What serves the pools (each pool may override it): vllm; sglang (GPU pools; the same precision"
+        " decision, refused where SGLang cannot load the format); llama-cpp (llama.cpp's server: needs a GGUF"
+        " checkpoint, a QuantizedModel with a gguf-* scheme; serves CPU pools and GPUs too small for vLLM, offloading"
+        " the layers that fit). Default: llama-cpp for a GGUF model, else vllm.",
+    )
     vllm: VLLMSpec | None = Field(default=None, description="vLLM container settings.")
+    sglang: RuntimeImages | None = Field(default=None, description="SGLang image (runtime sglang).")
+    llama_cpp: RuntimeImages | None = Field(default=None, description="llama.cpp server images (runtime llama-cpp).")
     resources: Resources | None = Field(
         default=None,
         description="CPU/memory for each vLLM pod. On a CPU pool they size the pod (requests = limits) and its KV"
@@ -276,6 +299,10 @@ class PoolDecision(KubeModel):
     gpu: str = Field(description="GPU product, or the CPU level of a CPU pool (cpu-amx, cpu-avx512, cpu-avx2).")
     device: Literal["gpu", "cpu"] | None = Field(
         default=None, description="What serves the pool: gpu, or cpu (vLLM's CPU backend). Unset: gpu."
+    )
+    runtime: str | None = Field(default=None, description="The serving runtime: vllm, sglang or llama-cpp. Unset: vllm.")
+    gpu_layers: int | None = Field(
+        default=None, description="llama-cpp on a GPU pool: layers offloaded to the GPU (the rest run on the CPU)."
     )
     node_selector: dict[str, str] = Field(description="Selector used for this pool's pods.")
     gpu_resource: str | None = Field(
@@ -335,6 +362,7 @@ class InferenceServiceStatus(KubeModel):
     conditions: list[Condition] | None = Field(default=None, description="Ready, Progressing, Degraded, ModelReady.")
     decisions: list[PoolDecision] | None = Field(default=None, description="Per-pool decisions.")
     precision: str | None = Field(default=None, description="Precisions in use (comma-separated, for kubectl get).")
+    runtime: str | None = Field(default=None, description="Runtimes in use (comma-separated, for kubectl get).")
     checkpoint_format: str | None = Field(
         default=None, description="Checkpoint formats served (comma-separated, for kubectl get)."
     )

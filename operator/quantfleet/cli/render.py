@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         deployments={},
         vllm_image=versions.vllm_image(),
         vllm_cpu_image=versions.vllm_cpu_image(),
+        runtime_images=versions.runtime_images(),
         now=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
     )
     out = outcome(doc, facts)

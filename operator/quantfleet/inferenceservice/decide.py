@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from quantfleet.api.checkpoint import HF_QUANT_CONFIG, CheckpointQuant, UnsupportedCheckpoint, parse_checkpoint_quant
 from quantfleet.api.common import first_error
 from quantfleet.api.conditions import Cond, is_true
-from quantfleet.api.inferenceservice import DEFAULT_PROMETHEUS, InferenceServiceSpec
+from quantfleet.api.gguf import GgufScheme, as_gguf
+from quantfleet.api.inferenceservice import DEFAULT_PROMETHEUS, InferenceServiceSpec, Runtime
 from quantfleet.hardware import LabelError
 from quantfleet.hardware.cpu import cpu_quantity_millis, memory_quantity_bytes
 from quantfleet.hardware.labels import short_name
@@ -36,6 +37,7 @@ from quantfleet.planning import (
 )
 from quantfleet.planning.cpu import CpuNodeSize, decide_cpu
 from quantfleet.planning.decision import Decision
+from quantfleet.planning.llamacpp import decide_llamacpp
 from quantfleet.render.autoscaling import (
     DEFAULT_TARGET,
     HPA_KIND,
@@ -92,6 +94,7 @@ class ServiceFacts:
     pods: tuple[Obj, ...] = ()  # the service's vLLM pods (why a stuck rollout is stuck)
     optional: frozenset[str] = frozenset()  # optional kinds served here (ScaledObject, PodMonitor)
     gpus_claimed: Mapping[str, int] = field(default_factory=dict)  # node selector key -> GPUs our Deployments claim
+    runtime_images: Mapping[str, str] = field(default_factory=dict)  # versions.runtime_images(): sglang, llama-cpp
 
 
 class Blocked(Exception):
@@ -110,6 +113,14 @@ class ResolvedModel:
     checkpoint: Checkpoint | None
     served_name: str
     credentials: str | None
+    gguf: tuple[GgufScheme, str] | None = None  # a GGUF checkpoint (scheme, uri): llama.cpp serves it
+
+    @property
+    def uri(self) -> str:
+        """What a pool serves when its decision names no checkpoint."""
+        uri = self.gguf[1] if self.gguf else self.base_uri
+        assert uri is not None
+        return uri
 
 
 def _config(facts: ServiceFacts, name: str, key: str) -> tuple[ModelArch, CheckpointQuant | None]:
@@ -178,6 +189,15 @@ def resolve_model(name: str, spec: InferenceServiceSpec, facts: ServiceFacts) ->
         arch, _ = _config(facts, *ref)
     except UnsupportedCheckpoint as exc:  # the base model's own config names a method vLLM cannot load
         raise Blocked("CannotHonour", f"QuantizedModel {qm_name} source config: {exc}") from exc
+    gguf = as_gguf(qspec.get("scheme"))
+    if gguf is not None:
+        if not ckpt["uri"].startswith("pvc://"):
+            raise Blocked(
+                "CannotHonour",
+                f"QuantizedModel {qm_name}: llama.cpp's server reads a GGUF checkpoint from a mounted volume; its"
+                f" checkpoint is at {ckpt['uri']} (store it on a PVC: spec.storage)",
+            )
+        return ResolvedModel(arch, None, None, served, creds, gguf=(gguf, ckpt["uri"]))
     extra = tuple(((qspec.get("moe") or {}).get("extraIgnore")) or ())
     try:
         checkpoint = Checkpoint.calibrated(
@@ -218,10 +238,44 @@ def _cpu_node_size(spec: InferenceServiceSpec, pool: CpuPool) -> CpuNodeSize:
     return CpuNodeSize(pool.memory_bytes, pool.cpus, memory or None, cpus)
 
 
-def _decide(spec: InferenceServiceSpec, model: ResolvedModel, pool: GpuPool | CpuPool) -> Decision:
+def runtime_for(spec: InferenceServiceSpec, model: ResolvedModel, pool: str | None) -> Runtime:
+    """The pool's own runtime, else the service's, else llama-cpp for a GGUF model and vllm for the others."""
+    own = next((p.runtime for p in spec.pools or [] if p.name == pool), None)
+    return own or spec.runtime or ("llama-cpp" if model.gguf else "vllm")
+
+
+def check_sglang(d: Decision, gpu: object) -> None:
+    """PlanError where SGLang cannot serve what the decision chose (pending: SGLang's support table)."""
+    return None
+
+
+def _decide(spec: InferenceServiceSpec, model: ResolvedModel, pool: GpuPool | CpuPool, runtime: Runtime) -> Decision:
+    cpu = isinstance(pool, CpuPool)
+    if model.gguf is not None or runtime == "llama-cpp":
+        if model.gguf is None:
+            raise PlanError(
+                "runtime llama-cpp serves GGUF checkpoints: reference a QuantizedModel with a gguf-* scheme"
+                " (gguf-q8_0, gguf-q4_k_m, gguf-q5_k_m), or use runtime vllm or sglang",
+                kind="unsupported",
+            )
+        if runtime != "llama-cpp":
+            raise PlanError(
+                f"the model is a GGUF checkpoint ({model.gguf[0]}): only runtime llama-cpp serves it, not {runtime}",
+                kind="unsupported",
+            )
+        request = _request(spec, model, 1)
+        if isinstance(pool, CpuPool):
+            return decide_llamacpp(model.arch, model.gguf[0], request, cpu=(pool.name, _cpu_node_size(spec, pool)))
+        return decide_llamacpp(model.arch, model.gguf[0], request, gpu=pool.facts)
+    if runtime == "sglang" and cpu:
+        raise PlanError("runtime sglang serves GPU pools only (SGLang has no CPU backend here)", kind="unsupported")
     if isinstance(pool, CpuPool):
-        return decide_cpu(model.arch, pool.facts, _cpu_node_size(spec, pool), _request(spec, model, 1))
-    return decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
+        d = decide_cpu(model.arch, pool.facts, _cpu_node_size(spec, pool), _request(spec, model, 1))
+    else:
+        d = decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
+    if runtime == "sglang":
+        check_sglang(d, pool.facts)
+    return d
 
 
 def _pool_label(pool: GpuPool | CpuPool) -> str:
@@ -229,11 +283,10 @@ def _pool_label(pool: GpuPool | CpuPool) -> str:
 
 
 def _pool_decision(
-    name: str, pool: GpuPool | CpuPool, d: Decision, model: ResolvedModel, replicas: int, isvc: str
+    name: str, pool: GpuPool | CpuPool, d: Decision, model: ResolvedModel, replicas: int, isvc: str, runtime: Runtime
 ) -> Obj:
     cap = d.capacity
-    uri = d.checkpoint.uri if d.checkpoint else model.base_uri
-    assert uri is not None
+    uri = d.checkpoint.uri if d.checkpoint else model.uri
     where: Obj
     if isinstance(pool, CpuPool):
         assert d.cpu is not None
@@ -254,6 +307,8 @@ def _pool_decision(
     return {
         "pool": name,
         **where,
+        "runtime": runtime,
+        **({"gpuLayers": d.gpu_layers} if d.gpu_layers is not None and d.device == "gpu" else {}),
         "modelUri": uri,
         "precision": d.precision,
         "kvCacheDtype": d.kv_cache_dtype,
@@ -287,12 +342,13 @@ def plan_pools(
             if not pool.usable:
                 what = "with allocatable CPU and memory" if isinstance(pool, CpuPool) else "with free GPUs"
                 raise Blocked("PoolUnavailable", f"pool {p.name}: no Ready, schedulable node {what}")
+            runtime = runtime_for(spec, model, p.name)
             try:
-                d = _decide(spec, model, pool)
+                d = _decide(spec, model, pool, runtime)
             except PlanError as exc:
                 raise Blocked("CannotHonour", f"pool {p.name} ({_pool_label(pool)}): {exc}") from exc
             replicas = p.replicas if p.replicas is not None else spec.replicas
-            out.append(_pool_decision(p.name, pool, d, model, replicas, name))
+            out.append(_pool_decision(p.name, pool, d, model, replicas, name, runtime))
         return out, []
     ranked: list[tuple[tuple[int, int, float, str], Obj, frozenset[str]]] = []
     refusals: list[str] = []
@@ -301,18 +357,19 @@ def plan_pools(
         candidates += cluster.pools
     if spec.cpu_pools != "Never":
         candidates += cluster.cpu_pools  # ranked after every GPU pool (the first key)
+    runtime = runtime_for(spec, model, None)
     for pool in candidates:
         if not pool.usable:
             continue
         try:
-            d = _decide(spec, model, pool)
+            d = _decide(spec, model, pool, runtime)
         except PlanError as exc:
             refusals.append(f"{pool.name}: {exc}")
             continue
         cpu = isinstance(pool, CpuPool)
         key = (int(cpu), 0 if d.native else 1, -d.capacity.max_concurrency, pool.name)
         nodes = frozenset(pool.nodes) if cpu else frozenset()
-        ranked.append((key, _pool_decision(pool.name, pool, d, model, spec.replicas, name), nodes))
+        ranked.append((key, _pool_decision(pool.name, pool, d, model, spec.replicas, name, runtime), nodes))
     if not ranked:
         what = {"Never": "GPU pool", "Allowed": "GPU or CPU pool", "Only": "CPU pool"}[spec.cpu_pools]
         detail = "; ".join(refusals) or f"the cluster has no usable {what}"
@@ -340,11 +397,25 @@ def plan_pools(
 
 
 def service_input(
-    name: str, ns: str, uid: str, spec: InferenceServiceSpec, model: ResolvedModel, image: str, cpu_image: str
+    name: str,
+    ns: str,
+    uid: str,
+    spec: InferenceServiceSpec,
+    model: ResolvedModel,
+    image: str,
+    cpu_image: str,
+    runtime_images: Mapping[str, str],
 ) -> ServiceInput:
     """What every pool's Deployment shares, from the spec and the resolved model."""
     vllm = spec.vllm
     pod = spec.pod_metadata
+    images = dict(runtime_images)
+    if spec.sglang and spec.sglang.image:
+        images["sglang"] = spec.sglang.image
+    if spec.llama_cpp and spec.llama_cpp.image:
+        images["llama-cpp"] = spec.llama_cpp.image
+    if spec.llama_cpp and spec.llama_cpp.cpu_image:
+        images["llama-cpp-cpu"] = spec.llama_cpp.cpu_image
     return ServiceInput(
         name=name,
         namespace=ns,
@@ -355,6 +426,7 @@ def service_input(
         image=vllm.image if vllm and vllm.image else image,
         cpu_image=vllm.cpu_image if vllm and vllm.cpu_image else cpu_image,
         extra_args=tuple(vllm.extra_args or []) if vllm else (),
+        runtime_images=images,
         resources=spec.resources.wire() if spec.resources else None,
         credentials_secret=model.credentials,
         pod_labels=(pod.labels or {}) if pod else {},
@@ -382,6 +454,9 @@ def rollouts(spec: InferenceServiceSpec, decisions: list[Obj]) -> list[PoolRollo
             weights_gib=float(d.get("weightsGib") or 0) * d["tensorParallelSize"],
             cpu=CpuRollout(d["cpuKvCacheSpaceGib"], d["cpu"], d["memory"]) if d.get("device") == "cpu" else None,
             progress_deadline_seconds=deadline,
+            runtime=d.get("runtime") or "vllm",
+            gpu_layers=d.get("gpuLayers") or 0,
+            parallel=spec.expected_concurrency,
         )
         for d in decisions
     ]
@@ -431,7 +506,9 @@ def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
         # Existing Deployments keep serving (nothing torn down); status says why nothing new is rolled out.
         return st.blocked(isvc, exc.reason, str(exc), exc.waiting, pinned, facts.deployments, facts.now)
 
-    svc = service_input(name, ns, meta["uid"], spec, model, facts.vllm_image, facts.vllm_cpu_image)
+    svc = service_input(
+        name, ns, meta["uid"], spec, model, facts.vllm_image, facts.vllm_cpu_image, facts.runtime_images
+    )
     decisions, scaling = scale_pools(spec, decisions, facts.pools, facts.deployments)
     engine, engine_problem = choose_autoscaler(spec, facts.optional)
     states = {

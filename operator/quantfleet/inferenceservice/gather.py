@@ -58,5 +58,6 @@ def gather(cache: Cache, isvc: Obj, now: dt.datetime) -> ServiceFacts:
         gpus_claimed=claimed,
         vllm_image=versions.vllm_image(),
         vllm_cpu_image=versions.vllm_cpu_image(),
+        runtime_images=versions.runtime_images(),
         now=now.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
     )

@@ -220,6 +220,7 @@ def serving(
         "planHash": progress.plan_hash,
         "planGeneration": progress.plan_generation,
         "precision": ",".join(dict.fromkeys(d["precision"] for d in decisions)),
+        "runtime": ",".join(dict.fromkeys(d.get("runtime") or "vllm" for d in decisions)),
         "checkpointFormat": ",".join(dict.fromkeys(d.get("checkpointFormat") or "bf16" for d in decisions)),
         "compute": "; ".join(f"{d['pool']}: {d['compute']}" for d in decisions if d.get("compute")) or None,
         "kvCacheDtype": ",".join(dict.fromkeys(d["kvCacheDtype"] for d in decisions)),

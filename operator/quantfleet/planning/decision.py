@@ -51,6 +51,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from quantfleet.api.checkpoint import CheckpointQuant, UnsupportedCheckpoint, from_calibration
+from quantfleet.api.gguf import GgufScheme
 from quantfleet.api.recipe import SCHEMES
 from quantfleet.hardware import Format, GpuFacts, Support, gpu_facts_from_labels, short_name
 from quantfleet.hardware.kernels import KernelChoice, checkpoint_kernel
@@ -231,7 +232,7 @@ class Decision:
     `compute` is what the pool computes in (e.g. "mxfp4 weights, bf16 math via Marlin"); `kernel` names the vLLM
     kernel for a checkpoint."""
 
-    precision: Precision
+    precision: Precision | GgufScheme  # GGUF: llama.cpp serves a GGUF checkpoint (planning.llamacpp)
     kv_cache_dtype: str
     tensor_parallel_size: int
     capacity: CapacityEstimate
@@ -245,6 +246,7 @@ class Decision:
     kernel: str | None = None
     device: Literal["gpu", "cpu"] = "gpu"
     cpu: CpuSizing | None = None
+    gpu_layers: int | None = None  # llama.cpp: layers offloaded to the GPU (0 on a CPU pool)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the `quantfleet plan --output json` keys; status writers can reuse it)."""

@@ -118,6 +118,9 @@ class PoolRollout:
     cpu: CpuRollout | None = None  # set for a CPU pool (vLLM's CPU backend)
     max_surge: int = 0  # new pods a rollout may add beyond the replica count (free GPUs); 0: one at a time
     progress_deadline_seconds: int | None = None  # None: the startup budget plus PROGRESS_MARGIN_SECONDS
+    runtime: str = "vllm"  # vllm | sglang | llama-cpp
+    gpu_layers: int = 0  # llama-cpp: layers offloaded to the GPU
+    parallel: int = 1  # llama-cpp: request slots (--parallel)
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,9 @@ class ServiceInput:
     gpu_memory_utilization: float
     image: str
     cpu_image: str = ""
-    extra_args: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = ()  # vLLM only
+    # images of the other runtimes: sglang, llama-cpp (GPU), llama-cpp-cpu
+    runtime_images: Mapping[str, str] = field(default_factory=dict)
     resources: Obj | None = None
     credentials_secret: str | None = None
     pod_labels: Mapping[str, str] = field(default_factory=dict)
@@ -216,25 +221,85 @@ def not_on_gpu_nodes() -> Obj:
     }
 
 
+@dataclass(frozen=True)
+class RuntimeContainer:
+    """What differs between the runtimes' containers."""
+
+    image: str
+    command: list[str]
+    args: list[str]
+    env: list[Obj]
+    health_path: str
+    metrics_path: str
+
+
+def runtime_container(svc: ServiceInput, roll: PoolRollout) -> RuntimeContainer:
+    """The serving container's image, command line and endpoints for the pool's runtime."""
+    base_env: list[Obj] = [{"name": "HOME", "value": "/cache"}, {"name": "HF_HOME", "value": "/cache/hf"}]
+    if roll.runtime == "sglang":
+        from quantfleet.api import sglang_flags as sf
+        from quantfleet.render.sglang import sglang_args, sglang_command
+
+        return RuntimeContainer(
+            svc.runtime_images["sglang"],
+            sglang_command(),
+            sglang_args(svc, roll),
+            base_env,
+            sf.HEALTH_PATH,
+            sf.METRICS_PATH,
+        )
+    if roll.runtime == "llama-cpp":
+        from quantfleet.api import llamacpp_flags as lf
+        from quantfleet.api.gguf import GGUF_FILE
+        from quantfleet.render.llamacpp import llamacpp_args, llamacpp_command
+
+        threads = None if roll.cpu is None else max(1, math.floor(cpu_count(roll.cpu.cpus)))
+        return RuntimeContainer(
+            svc.runtime_images["llama-cpp-cpu" if roll.cpu is not None else "llama-cpp"],
+            llamacpp_command(),
+            llamacpp_args(
+                svc,
+                roll,
+                gguf_path=f"{roll.model.vllm_model.rstrip('/')}/{GGUF_FILE}",
+                parallel=roll.parallel,
+                n_gpu_layers=roll.gpu_layers,
+                threads=threads,
+            ),
+            base_env,
+            lf.HEALTH_PATH,
+            lf.METRICS_PATH,
+        )
+    env = [*base_env, {"name": "VLLM_NO_USAGE_STATS", "value": "1"}]
+    if roll.cpu is not None:
+        env.append({"name": CPU_KVCACHE_ENV, "value": str(roll.cpu.kv_cache_space_gib)})
+    return RuntimeContainer(
+        svc.cpu_image if roll.cpu is not None else svc.image,
+        list(vf.VLLM_COMMAND),
+        vllm_args(svc, roll),
+        env,
+        vf.HEALTH_PATH,
+        vf.METRICS_PATH,
+    )
+
+
+def cpu_count(quantity: str) -> float:
+    """CPUs of a Kubernetes CPU quantity ("4", "3500m")."""
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
 def expected_deployment(svc: ServiceInput, roll: PoolRollout) -> Obj:
     name = deployment_name(svc.name, roll.pool)
     selector = {**service_selector(svc.name), LABEL_POOL: roll.pool}
     labels = {**selector, LABEL_NAME: "vllm", LABEL_INSTANCE: svc.name}
-    args = vllm_args(svc, roll)
-    env: list[Obj] = [
-        {"name": "HOME", "value": "/cache"},
-        {"name": "HF_HOME", "value": "/cache/hf"},
-        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
-    ]
-    if roll.cpu is not None:
-        env.append({"name": CPU_KVCACHE_ENV, "value": str(roll.cpu.kv_cache_space_gib)})
+    run = runtime_container(svc, roll)
+    args = run.args
     budget = startup_budget_seconds(roll.weights_gib, roll.model)
     container: Obj = {
         "name": "vllm",
-        "image": svc.cpu_image if roll.cpu is not None else svc.image,
-        "command": list(vf.VLLM_COMMAND),
+        "image": run.image,
+        "command": run.command,
         "args": args,
-        "env": env,
+        "env": run.env,
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "resources": (
             cpu_resources(svc.resources, roll.cpu)
@@ -242,19 +307,19 @@ def expected_deployment(svc: ServiceInput, roll: PoolRollout) -> Obj:
             else resource_block(svc.resources, roll.gpu_resource, roll.tensor_parallel_size)
         ),
         "startupProbe": {
-            "httpGet": {"path": vf.HEALTH_PATH, "port": "http"},
+            "httpGet": {"path": run.health_path, "port": "http"},
             "periodSeconds": PROBE_PERIOD_SECONDS,
             "timeoutSeconds": 5,
             "failureThreshold": math.ceil(budget / PROBE_PERIOD_SECONDS),
         },
         "readinessProbe": {
-            "httpGet": {"path": vf.HEALTH_PATH, "port": "http"},
+            "httpGet": {"path": run.health_path, "port": "http"},
             "periodSeconds": PROBE_PERIOD_SECONDS,
             "timeoutSeconds": 5,
             "failureThreshold": 3,
         },
         "livenessProbe": {
-            "httpGet": {"path": vf.HEALTH_PATH, "port": "http"},
+            "httpGet": {"path": run.health_path, "port": "http"},
             "periodSeconds": 20,
             "failureThreshold": 3,
             "timeoutSeconds": 5,
@@ -292,7 +357,7 @@ def expected_deployment(svc: ServiceInput, roll: PoolRollout) -> Obj:
         **dict(svc.pod_annotations),
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(PORT),
-        "prometheus.io/path": vf.METRICS_PATH,
+        "prometheus.io/path": run.metrics_path,
         "quantfleet.io/decision": short_hash(args),
     }
     metadata: Obj = {
