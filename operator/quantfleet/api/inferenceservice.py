@@ -300,7 +300,9 @@ class PoolDecision(KubeModel):
     device: Literal["gpu", "cpu"] | None = Field(
         default=None, description="What serves the pool: gpu, or cpu (vLLM's CPU backend). Unset: gpu."
     )
-    runtime: str | None = Field(default=None, description="The serving runtime: vllm, sglang or llama-cpp. Unset: vllm.")
+    runtime: str | None = Field(
+        default=None, description="The serving runtime: vllm, sglang or llama-cpp. Unset: vllm."
+    )
     gpu_layers: int | None = Field(
         default=None, description="llama-cpp on a GPU pool: layers offloaded to the GPU (the rest run on the CPU)."
     )

@@ -138,13 +138,10 @@ def decide_llamacpp(
                 f" {_gib((arch.num_layers + 1 - gpu_layers) * per_layer)} GiB of its memory; expect much lower"
                 " throughput"
             )
-    reason = (
-        f"{where}: llama.cpp serves the {label} GGUF checkpoint; {size}, buffers {_gib(act)} GiB; "
-        + (
-            f"{gpu_layers} layer(s) offloaded to the GPU"
-            if device == "gpu"
-            else f"needs {_gib(weights + kv + act + CPU_RUNTIME_BYTES)} GiB"
-        )
+    reason = f"{where}: llama.cpp serves the {label} GGUF checkpoint; {size}, buffers {_gib(act)} GiB; " + (
+        f"{gpu_layers} layer(s) offloaded to the GPU"
+        if device == "gpu"
+        else f"needs {_gib(weights + kv + act + CPU_RUNTIME_BYTES)} GiB"
     )
     est = CapacityEstimate(
         weight_format=scheme,

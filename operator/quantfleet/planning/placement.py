@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from quantfleet.api.recipe import Scheme
 from quantfleet.api.schemes import SCHEME_FORMATS
-from quantfleet.hardware.pools import ClusterGpus, GpuPool
+from quantfleet.hardware.pools import ClusterGpus, CpuPool, GpuPool
 from quantfleet.planning.tools import scheme_rank
 
 _FAMILY_RANK = {"turing": 0, "ampere": 1, "ada-lovelace": 2, "hopper": 3, "blackwell": 4}
@@ -90,3 +90,45 @@ def choose_calibration_pool(
                 f" in emulation there, the checkpoint is the same but serving it natively still needs {wanted} GPUs",
             )
     return Placement(None, 0, False, f"{missing}; no pool has enough GPUs per node for the model either")
+
+
+# llama.cpp's importance matrix runs the F16 model: its weights plus a context and buffers
+GGUF_CALIBRATION_HEADROOM = 1.25
+
+
+@dataclass(frozen=True)
+class CpuPlacement:
+    pool: CpuPool | None
+    memory_bytes: int  # what the Job requests (0 when no pool)
+    reason: str
+
+
+def choose_gguf_pool(cluster: ClusterGpus, bf16_weight_bytes: int | None) -> CpuPlacement:
+    """The CPU pool a GGUF calibration Job runs on: llama.cpp's converter, importance matrix and quantizer are CPU
+    programs, so a GPU node is never taken for them. The pool with the most memory per node that holds the F16 model
+    with headroom."""
+    usable = sorted((p for p in cluster.cpu_pools if p.usable), key=lambda p: (-p.memory_bytes, p.name))
+    if not usable:
+        return CpuPlacement(
+            None,
+            0,
+            "no usable CPU pool (GPU-less nodes) in the cluster: llama.cpp's GGUF converter and quantizer run on"
+            " CPUs; add CPU nodes or set spec.placement.nodeSelector",
+        )
+    need = math.ceil(bf16_weight_bytes * GGUF_CALIBRATION_HEADROOM) if bf16_weight_bytes else 0
+    pool = usable[0]
+    gib = 2**30
+    if need > pool.memory_bytes:
+        return CpuPlacement(
+            None,
+            0,
+            f"no CPU pool holds the F16 model for llama.cpp's importance matrix: {need / gib:.1f} GiB needed, the"
+            f" largest ({pool.name}) has {pool.memory_bytes / gib:.1f} GiB allocatable per node",
+        )
+    size = f"{need / gib:.1f} GiB for the F16 model" if need else "model size unknown: set source.modelConfigRef"
+    return CpuPlacement(
+        pool,
+        need,
+        f"pool {pool.name} (CPU, {pool.memory_bytes / gib:.1f} GiB per node): llama.cpp's converter, importance"
+        f" matrix and quantizer run on CPUs ({size})",
+    )

@@ -19,7 +19,7 @@ from quantfleet.api.conditions import Cond, is_true
 from quantfleet.api.quantizedmodel import QuantizedModelSpec
 from quantfleet.hardware.pools import ClusterGpus
 from quantfleet.planning import weight_bytes
-from quantfleet.planning.placement import choose_calibration_pool
+from quantfleet.planning.placement import choose_calibration_pool, choose_gguf_pool
 from quantfleet.quantizedmodel.jobs import observe_job
 from quantfleet.quantizedmodel.plan import (
     PLACEMENT_ANNOTATION,
@@ -212,11 +212,31 @@ def _new_job(qm: Obj, plan: Plan, facts: ModelFacts) -> NotNow | tuple[Obj, tupl
     placement_spec = spec.placement
     bf16 = weight_bytes(plan.arch, "bf16").total if plan.arch else None
     override = placement_spec.gpu_count if placement_spec else None
+    resources = spec.resources.wire() if spec.resources else None
+    cpu_only = plan.recipe.tool == "llama-cpp"
+    gpu_resource: str | None
     if placement_spec and placement_spec.node_selector:
         selector = dict(placement_spec.node_selector)
         gpu_resource = "amd.com/gpu" if any(k.startswith("amd.com/") for k in selector) else "nvidia.com/gpu"
         pool_name, gpus = "custom", override or 1
+        if cpu_only:
+            gpu_resource, gpus = None, 0
         reason = f"spec.placement.nodeSelector {selector} (automatic pool choice skipped)"
+    elif cpu_only:
+        cpu_placement = choose_gguf_pool(facts.pools, bf16)
+        if cpu_placement.pool is None:
+            return NotNow(
+                {"phase": "Pending", "placementReason": cpu_placement.reason},
+                not_available("NoSuitablePool", cpu_placement.reason),
+            )
+        selector = dict(cpu_placement.pool.node_selector)
+        gpu_resource, pool_name, gpus, reason = None, cpu_placement.pool.name, 0, cpu_placement.reason
+        if cpu_placement.memory_bytes and not (resources or {}).get("requests", {}).get("memory"):
+            requests = {
+                **((resources or {}).get("requests") or {}),
+                "memory": f"{cpu_placement.memory_bytes // 2**20}Mi",
+            }
+            resources = {**(resources or {}), "requests": requests}
     else:
         placement = choose_calibration_pool(
             facts.pools, spec.scheme, bf16, bool(placement_spec and placement_spec.allow_fallback), override
@@ -263,7 +283,8 @@ def _new_job(qm: Obj, plan: Plan, facts: ModelFacts) -> NotNow | tuple[Obj, tupl
         gpu_resource=gpu_resource,
         gpu_count=gpus,
         tolerations=tuple(t.wire() for t in (placement_spec.tolerations or [])) if placement_spec else (),
-        resources=spec.resources.wire() if spec.resources else None,
+        resources=resources,
+        cpu_only=cpu_only,
         source_claim=parse_pvc_uri(source)[0] if source.startswith("pvc://") else None,
         source_credentials_secret=spec.source.credentials_secret.name if spec.source.credentials_secret else None,
         active_deadline_seconds=spec.active_deadline_seconds,
@@ -276,7 +297,9 @@ def _new_job(qm: Obj, plan: Plan, facts: ModelFacts) -> NotNow | tuple[Obj, tupl
         {POOL_ANNOTATION: pool_name, PLACEMENT_ANNOTATION: reason, TOOL_REASON_ANNOTATION: plan.tool_reason}
     )
     started = Event(
-        "Normal", "CalibrationStarted", f"created Job {plan.job_name} on pool {pool_name} ({gpus} GPU): {reason}"
+        "Normal",
+        "CalibrationStarted",
+        f"created Job {plan.job_name} on pool {pool_name} ({f'{gpus} GPU' if gpus else 'CPU only'}): {reason}",
     )
     return job, (*children, job), started
 

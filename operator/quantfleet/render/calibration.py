@@ -24,6 +24,7 @@ from quantfleet.render.common import (
     MANAGED_BY,
     dns_name,
     merge_labels,
+    not_on_gpu_nodes,
     owner_reference,
     resource_block,
     restricted_container_security,
@@ -96,6 +97,7 @@ class CalibrationJobInput:
     gpu_count: int
     tolerations: tuple[Obj, ...] = ()
     resources: Obj | None = None
+    cpu_only: bool = False  # llama.cpp (GGUF): no GPU, kept off GPU nodes
     source_claim: str | None = None
     source_credentials_secret: str | None = None
     active_deadline_seconds: int = 21600
@@ -165,6 +167,8 @@ def expected_job(inp: CalibrationJobInput) -> Obj:
         "containers": [container],
         "volumes": volumes,
     }
+    if inp.cpu_only:
+        pod_spec["affinity"] = not_on_gpu_nodes()
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from quantfleet.api.common import API_GROUP, API_VERSION
+from quantfleet.hardware.labels import AMD_DEVICE_ID, AMD_PRODUCT, NV_PRODUCT
 
 MANAGED_BY = "quantfleet"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -107,3 +108,19 @@ def resource_block(resources: Obj | None, gpu_resource: str | None, gpus: int) -
 def merge_labels(base: dict[str, str], extra: dict[str, str] | None) -> dict[str, str]:
     """User labels never override the operator's selector labels."""
     return {**(extra or {}), **base}
+
+
+GPU_NODE_LABELS = (NV_PRODUCT, AMD_PRODUCT, AMD_DEVICE_ID)
+
+
+def not_on_gpu_nodes() -> Obj:
+    """Node affinity that keeps CPU-only pods off GPU nodes (a CPU pool's selector may match them too)."""
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": k, "operator": "DoesNotExist"} for k in GPU_NODE_LABELS]}
+                ]
+            }
+        }
+    }

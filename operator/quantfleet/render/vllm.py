@@ -32,7 +32,6 @@ from typing import Any
 
 from quantfleet.api import vllm_flags as vf
 from quantfleet.api.common import parse_pvc_uri
-from quantfleet.hardware.labels import AMD_DEVICE_ID, AMD_PRODUCT, NV_PRODUCT
 from quantfleet.render.common import (
     LABEL_COMPONENT,
     LABEL_INSTANCE,
@@ -43,6 +42,7 @@ from quantfleet.render.common import (
     MANAGED_BY,
     dns_name,
     merge_labels,
+    not_on_gpu_nodes,
     owner_reference,
     resource_block,
     restricted_container_security,
@@ -70,7 +70,6 @@ PROGRESS_MARGIN_SECONDS = 120
 # field over before the first apply without it, so it is never reset to the default of 1).
 REPLICAS_OWNER_ANNOTATION = "quantfleet.io/replicas-owner"
 # Labels that mark a GPU node (the ones the pool view reads a GPU product from): CPU pods never land there.
-GPU_NODE_LABELS = (NV_PRODUCT, AMD_PRODUCT, AMD_DEVICE_ID)
 
 
 @dataclass(frozen=True)
@@ -206,19 +205,6 @@ def cpu_resources(resources: Obj | None, cpu: CpuRollout) -> Obj:
     for block in (requests, limits):
         block.update({"cpu": cpu.cpus, "memory": cpu.memory})
     return {"requests": dict(sorted(requests.items())), "limits": dict(sorted(limits.items()))}
-
-
-def not_on_gpu_nodes() -> Obj:
-    """Node affinity that keeps CPU-pool pods off GPU nodes (a CPU pool's selector may match them too)."""
-    return {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {"matchExpressions": [{"key": k, "operator": "DoesNotExist"} for k in GPU_NODE_LABELS]}
-                ]
-            }
-        }
-    }
 
 
 @dataclass(frozen=True)
