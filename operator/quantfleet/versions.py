@@ -42,5 +42,13 @@ def vllm_cpu_image() -> str:
     return get("vllm.cpu_image")
 
 
+def sglang_image(gpu_vendor: str = "nvidia", gfx_arch: str | None = None) -> str:
+    """The SGLang image for a GPU pool: CUDA 12.9 for NVIDIA; the ROCm 7.2 build for the pool's gfx arch on AMD
+    (gfx950: MI350X/MI355X, otherwise the MI300X/MI325X gfx942 build)."""
+    if gpu_vendor == "amd":
+        return get("sglang.rocm_image_mi35x" if gfx_arch == "gfx950" else "sglang.rocm_image_mi30x")
+    return get("sglang.image")
+
+
 if __name__ == "__main__":
     print(get(sys.argv[1]))
