@@ -50,6 +50,7 @@ from pathlib import Path
 
 from quantfleet import versions
 from quantfleet.api import sglang_flags
+from quantfleet.hardware import sglang as sglang_hardware
 from quantfleet_dev.vllm_source import SourceLayoutError, WheelUnavailableError, cache_root, read_wheel
 
 log = logging.getLogger(__name__)
@@ -624,7 +625,7 @@ def contract_problems(src: SglangSource) -> list[str]:
     if not src.launch_module_parses_argv:
         problems.append(f"`python -m {f.LAUNCH_MODULE}` no longer parses sys.argv with prepare_server_args")
     for message in src.launch_module_deprecations:
-        problems.append(f"`python -m {f.LAUNCH_MODULE}` is deprecated: {message.strip()[:160]}")
+        problems.append(f"`python -m {f.LAUNCH_MODULE}` is deprecated: {message.strip().splitlines()[0][:160]}")
 
     for flag in sorted(f.EMITTED_FLAGS):
         if flag not in src.flags:
@@ -672,6 +673,26 @@ def contract_problems(src: SglangSource) -> list[str]:
     for metric in sorted(f.METRIC_NAMES):
         if metric not in src.metric_names:
             problems.append(f"metric {metric} is not defined")
+    return problems + hardware_problems(src)
+
+
+def hardware_problems(src: SglangSource) -> list[str]:
+    """What quantfleet.hardware.sglang states about the release that its source does not say."""
+    h = sglang_hardware
+    problems: list[str] = []
+    floors = {cls: floor for floor, _, cls in h.MIN_CAPABILITY.values()} | dict(h.SCHEME_MIN_CAPABILITY)
+    for cls, floor in sorted(floors.items()):
+        found = src.min_capabilities.get(cls)
+        if found is None:
+            problems.append(f"{cls}.get_min_capability is not found")
+        elif found != floor:
+            problems.append(f"{cls}.get_min_capability is {found}, quantfleet.hardware.sglang says {floor}")
+    condition = src.quantization_methods.get(sglang_flags.QUANT_METHOD_MXFP4)
+    if condition is not None and not ("is_cuda()" in condition and "_is_gfx95_supported" in condition):
+        problems.append(
+            f"mxfp4 is registered under {condition or 'every platform'!r}, not (CUDA or gfx950): "
+            "update quantfleet.hardware.sglang.MXFP4_GFX_ARCHES"
+        )
     return problems
 
 
