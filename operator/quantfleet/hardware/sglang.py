@@ -171,7 +171,7 @@ def sglang_refusal(
             method = sglang_method(checkpoint_method, gpu_vendor)
         except SglangUnsupported as exc:
             return str(exc)
-        what = f"a {checkpoint_method} checkpoint (SGLang method {method})"
+        what = f"the {checkpoint_method} checkpoint (SGLang method {method})"
 
     if gpu_vendor == "amd":
         if method not in sf.ROCM_QUANTIZATION_METHODS:
