@@ -293,14 +293,19 @@ class _Options:
 
 
 def _annotated_parts(annotation: ast.expr) -> tuple[ast.expr, ast.expr] | None:
-    """``A[T, meta]`` / ``Annotated[T, meta]`` -> (T, meta)."""
+    """``A[T, meta, ...]`` -> (T, the first ``Arg(...)`` or help string, as ``_unwrap_annotated`` picks it).
+
+    None when the field has no CLI metadata (``add_cli_args_from_dataclass`` skips it)."""
     if (
         isinstance(annotation, ast.Subscript)
         and _name_of(annotation.value) in ("A", "Annotated")
         and isinstance(annotation.slice, ast.Tuple)
         and len(annotation.slice.elts) >= 2
     ):
-        return annotation.slice.elts[0], annotation.slice.elts[1]
+        for meta in annotation.slice.elts[1:]:
+            is_arg = isinstance(meta, ast.Call) and _name_of(meta.func) == "Arg"
+            if is_arg or isinstance(meta, ast.JoinedStr | ast.BinOp) or isinstance(_constant(meta), str):
+                return annotation.slice.elts[0], meta
     return None
 
 
@@ -351,10 +356,6 @@ def _field_options(path: str, cls: ast.ClassDef, lists: Mapping[str, list[str]],
                     choices = lists[choice_node.id]
             help_text = _text(_keyword(meta, "help"))
             action = _keyword(meta, "action")
-        elif isinstance(meta, ast.Constant) and isinstance(meta.value, str):
-            help_text = meta.value
-        elif not isinstance(meta, ast.Constant | ast.JoinedStr | ast.BinOp):
-            continue
         else:
             help_text = _text(meta)
         if choices is None:
