@@ -42,10 +42,20 @@ def vllm_cpu_image() -> str:
     return get("vllm.cpu_image")
 
 
+def sglang_image(gpu_vendor: str = "nvidia", gfx_arch: str | None = None) -> str:
+    """The SGLang image for a GPU pool: CUDA 12.9 for NVIDIA; the ROCm 7.2 build for the pool's gfx arch on AMD
+    (gfx950: MI350X/MI355X, otherwise the MI300X/MI325X gfx942 build)."""
+    if gpu_vendor == "amd":
+        return get("sglang.rocm_image_mi35x" if gfx_arch == "gfx950" else "sglang.rocm_image_mi30x")
+    return get("sglang.image")
+
+
 def runtime_images() -> dict[str, str]:
-    """Images of the runtimes other than vLLM, by key: sglang (GPU), llama-cpp (GPU), llama-cpp-cpu."""
+    """Images of the runtimes other than vLLM, by key (`render.vllm.runtime_container` picks one per pool)."""
     return {
-        "sglang": get("sglang.image"),
+        "sglang": sglang_image("nvidia"),
+        "sglang-gfx942": sglang_image("amd", "gfx942"),
+        "sglang-gfx950": sglang_image("amd", "gfx950"),
         "llama-cpp": get("llama-cpp.image"),
         "llama-cpp-cpu": get("llama-cpp.cpu_image"),
     }

@@ -61,8 +61,10 @@ def test_sglang_serves_the_same_decision_on_gpu_pools(sandbox: Sandbox, namespac
     assert args[args.index("--context-length") + 1] == "8192" and "--enable-metrics" in args
     assert c.readiness_probe.http_get.path == "/health"
     assert container(sandbox, namespace, by_pool["a10g"]["deployment"]).command[:2] == ["vllm", "serve"]
-    assert all(node_labels(sandbox, n)["nvidia.com/gpu.product"] == H100["nvidia.com/gpu.product"] for n in
-               running_on(sandbox, namespace, h100["deployment"]))
+    assert all(
+        node_labels(sandbox, n)["nvidia.com/gpu.product"] == H100["nvidia.com/gpu.product"]
+        for n in running_on(sandbox, namespace, h100["deployment"])
+    )
 
 
 def test_sglang_is_refused_on_cpu_pools(sandbox: Sandbox, namespace: str, op: Any) -> None:
@@ -107,8 +109,10 @@ def test_gguf_quantized_model_calibrates_on_cpus_and_llama_cpp_serves_it(
     assert args[args.index("--n-gpu-layers") + 1] == "0" and "--threads" in args
     g = container(sandbox, namespace, a10g["deployment"])
     assert g.args[g.args.index("--n-gpu-layers") + 1] == "33" and g.resources.limits["nvidia.com/gpu"] == "1"
-    assert all(node_labels(sandbox, n).get("quantfleet.io/pool") == "cpu" for n in
-               running_on(sandbox, namespace, cpu["deployment"]))
+    assert all(
+        node_labels(sandbox, n).get("quantfleet.io/pool") == "cpu"
+        for n in running_on(sandbox, namespace, cpu["deployment"])
+    )
 
 
 def test_llama_cpp_needs_a_gguf_model_and_gguf_needs_llama_cpp(sandbox: Sandbox, namespace: str, op: Any) -> None:

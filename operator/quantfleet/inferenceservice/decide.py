@@ -19,10 +19,11 @@ from quantfleet.api.common import first_error
 from quantfleet.api.conditions import Cond, is_true
 from quantfleet.api.gguf import GgufScheme, as_gguf
 from quantfleet.api.inferenceservice import DEFAULT_PROMETHEUS, InferenceServiceSpec, Runtime
-from quantfleet.hardware import LabelError
+from quantfleet.hardware import GPU_TABLE, GpuFacts, LabelError
 from quantfleet.hardware.cpu import cpu_quantity_millis, memory_quantity_bytes
 from quantfleet.hardware.labels import short_name
 from quantfleet.hardware.pools import ClusterGpus, CpuPool, GpuPool, pool_for_selector
+from quantfleet.hardware.sglang import sglang_refusal
 from quantfleet.inferenceservice import rollout as ro
 from quantfleet.inferenceservice import status as st
 from quantfleet.planning import (
@@ -244,9 +245,19 @@ def runtime_for(spec: InferenceServiceSpec, model: ResolvedModel, pool: str | No
     return own or spec.runtime or ("llama-cpp" if model.gguf else "vllm")
 
 
-def check_sglang(d: Decision, gpu: object) -> None:
-    """PlanError where SGLang cannot serve what the decision chose (pending: SGLang's support table)."""
-    return None
+def check_sglang(d: Decision, gpu: GpuFacts) -> None:
+    """PlanError where SGLang cannot serve what the pool's decision chose (hardware.sglang, read from its source)."""
+    why = sglang_refusal(
+        d.precision,
+        d.checkpoint.quant.vllm_method if d.checkpoint else None,
+        d.kv_cache_dtype,
+        d.device,
+        gpu.vendor,
+        compute_capability=gpu.compute_capability,
+        gfx_arch=gpu.gfx_arch,
+    )
+    if why is not None:
+        raise PlanError(f"runtime sglang cannot serve {d.precision} here: {why}", kind="unsupported")
 
 
 def _decide(spec: InferenceServiceSpec, model: ResolvedModel, pool: GpuPool | CpuPool, runtime: Runtime) -> Decision:
@@ -274,6 +285,7 @@ def _decide(spec: InferenceServiceSpec, model: ResolvedModel, pool: GpuPool | Cp
     else:
         d = decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
     if runtime == "sglang":
+        assert isinstance(pool, GpuPool)
         check_sglang(d, pool.facts)
     return d
 
@@ -455,11 +467,17 @@ def rollouts(spec: InferenceServiceSpec, decisions: list[Obj]) -> list[PoolRollo
             cpu=CpuRollout(d["cpuKvCacheSpaceGib"], d["cpu"], d["memory"]) if d.get("device") == "cpu" else None,
             progress_deadline_seconds=deadline,
             runtime=d.get("runtime") or "vllm",
+            gfx_arch=gfx_arch_of(d["gpu"]) if d.get("gpuResource") == "amd.com/gpu" else None,
             gpu_layers=d.get("gpuLayers") or 0,
             parallel=spec.expected_concurrency,
         )
         for d in decisions
     ]
+
+
+def gfx_arch_of(gpu: str) -> str | None:
+    """The gfx arch of a pinned AMD pool's GPU (its table key), None when the table does not know it."""
+    return next((g.gfx_arch for g in GPU_TABLE if g.key == gpu), None)
 
 
 def plan_hash(spec: InferenceServiceSpec, model: ResolvedModel, replan: str | None) -> str:

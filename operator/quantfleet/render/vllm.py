@@ -118,6 +118,7 @@ class PoolRollout:
     max_surge: int = 0  # new pods a rollout may add beyond the replica count (free GPUs); 0: one at a time
     progress_deadline_seconds: int | None = None  # None: the startup budget plus PROGRESS_MARGIN_SECONDS
     runtime: str = "vllm"  # vllm | sglang | llama-cpp
+    gfx_arch: str | None = None  # AMD pools: the GPUs' gfx arch (SGLang ships one ROCm image per arch)
     gpu_layers: int = 0  # llama-cpp: layers offloaded to the GPU
     parallel: int = 1  # llama-cpp: request slots (--parallel)
 
@@ -226,8 +227,10 @@ def runtime_container(svc: ServiceInput, roll: PoolRollout) -> RuntimeContainer:
         from quantfleet.api import sglang_flags as sf
         from quantfleet.render.sglang import sglang_args, sglang_command
 
+        amd = roll.gpu_resource == "amd.com/gpu"
+        key = ("sglang-gfx950" if roll.gfx_arch == "gfx950" else "sglang-gfx942") if amd else "sglang"
         return RuntimeContainer(
-            svc.runtime_images["sglang"],
+            svc.runtime_images[key],
             sglang_command(),
             sglang_args(svc, roll),
             base_env,
