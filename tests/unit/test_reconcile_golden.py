@@ -24,6 +24,7 @@ from quantfleet.inferenceservice import decide as isvc_decide
 from quantfleet.kube.writer import APPLIED_HASH, applied_hash, drifted
 from quantfleet.quantizedmodel import decide as qm_decide
 from quantfleet.render.outcome import Outcome
+from quantfleet import versions
 from quantfleet_dev.testing import cpu_node, gpu_node
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +108,7 @@ def run_case(case: dict[str, Any]) -> Outcome:
                 pods=tuple(facts.get("pods") or ()),
                 optional=frozenset(facts.get("optional") or ()),
                 gpus_claimed=facts.get("gpusClaimed") or {},
+                runtime_images=versions.runtime_images(),
             ),
         )
     pods: dict[str, list[Any]] = {}

@@ -284,7 +284,7 @@ def expected_deployment(svc: ServiceInput, roll: PoolRollout) -> Obj:
     args = run.args
     budget = startup_budget_seconds(roll.weights_gib, roll.model)
     container: Obj = {
-        "name": "vllm",
+        "name": roll.runtime,  # vllm | sglang | llama-cpp
         "image": run.image,
         "command": run.command,
         "args": args,
