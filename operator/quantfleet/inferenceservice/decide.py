@@ -520,6 +520,13 @@ def outcome(isvc: Obj, facts: ServiceFacts) -> Outcome:
         want_hash = plan_hash(spec, model, (meta.get("annotations") or {}).get(REPLAN_ANNOTATION))
         fresh = not (prev.get("planHash") == want_hash and pinned)
         decisions, skipped = plan_pools(name, spec, model, facts.pools) if fresh else (pinned, [])
+        other = sorted({d.get("runtime") or "vllm" for d in decisions} - {"vllm"})
+        if spec.autoscaling is not None and other:
+            raise Blocked(
+                "CannotHonour",
+                f"spec.autoscaling scales on vLLM's metrics; pools served by {', '.join(other)} cannot autoscale yet:"
+                " remove spec.autoscaling or serve them with vllm",
+            )
     except Blocked as exc:
         # Existing Deployments keep serving (nothing torn down); status says why nothing new is rolled out.
         return st.blocked(isvc, exc.reason, str(exc), exc.waiting, pinned, facts.deployments, facts.now)
