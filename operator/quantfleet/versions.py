@@ -42,5 +42,15 @@ def vllm_cpu_image() -> str:
     return get("vllm.cpu_image")
 
 
+def llama_cpp_image(cuda: bool) -> str:
+    """ggml-org's llama-server image of the pinned llama.cpp (CUDA build for GPU pools, CPU build otherwise)."""
+    return get("llama-cpp.cuda_image" if cuda else "llama-cpp.image")
+
+
+def llama_cpp_tool_version() -> str:
+    """The tool_version of a llama-cpp CalibrationRecipe: the llama.cpp commit the calibration image is built from."""
+    return get("llama-cpp.commit")
+
+
 if __name__ == "__main__":
     print(get(sys.argv[1]))

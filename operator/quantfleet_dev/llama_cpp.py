@@ -14,17 +14,21 @@ Only the standard library here (and quantfleet.versions): tests running in the m
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +311,85 @@ def build_tiny_llama(
     (out / "quantfleet-tiny.json").write_text(record + "\n")
     log(f"llama.cpp: tiny Llama in {out}: {record}")
     return out
+
+
+@dataclass
+class Server:
+    """A running llama-server (see `start_server`)."""
+
+    base_url: str
+    log_path: Path
+    proc: subprocess.Popen[bytes]
+    startup_seconds: float = 0.0
+
+    def get(self, path: str, timeout: float = 30.0) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.base_url + path, timeout=timeout) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+
+    def post(self, path: str, body: dict[str, Any], timeout: float = 120.0) -> tuple[int, Any]:
+        req = urllib.request.Request(
+            self.base_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def local_command(command: Sequence[str], args: Sequence[str], port: int) -> list[str]:
+    """A rendered llama-server container (command + args) as a local process: the image's /app/llama-server ->
+    this build's, --host 0.0.0.0 -> 127.0.0.1 (nothing listens beyond this machine), --port -> `port`. Nothing else
+    changes."""
+    out = [str(bin_dir() / Path(command[0]).name), *command[1:]]
+    rebind = {"--host": "127.0.0.1", "--port": str(port)}
+    i = 0
+    while i < len(args):
+        out.append(args[i])
+        if args[i] in rebind and i + 1 < len(args):
+            out.append(rebind[args[i]])
+            i += 2
+            continue
+        i += 1
+    return out
+
+
+@contextlib.contextmanager
+def start_server(
+    command: Sequence[str], args: Sequence[str], port: int, log_path: Path, timeout: float = 180.0
+) -> Iterator[Server]:
+    """Run a rendered llama-server command line here (`local_command`) until /health answers 200; stop it after."""
+    argv = local_command(command, args, port)
+    with log_path.open("wb") as fh:
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(f"http://127.0.0.1:{port}", log_path, proc)
+    t0 = time.monotonic()
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise LlamaCppError(f"llama-server exited {proc.returncode}:\n{server.log()[-3000:]}")
+            if time.monotonic() - t0 > timeout:
+                raise LlamaCppError(f"llama-server: /health not 200 after {timeout:.0f} s:\n{server.log()[-3000:]}")
+            with contextlib.suppress(OSError):
+                if server.get("/health", timeout=2)[0] == 200:
+                    break
+            time.sleep(0.25)
+        server.startup_seconds = round(time.monotonic() - t0, 2)
+        yield server
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
