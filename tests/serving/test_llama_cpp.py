@@ -181,6 +181,7 @@ def test_gguf_chain(
     report(
         SECTION,
         f"{scheme} ({SCHEME_GGUF_TYPE[scheme]}): {manifest.bytes / 1e6:.2f} MB, "
-        f"perplexity F16 {q.perplexity_base:.4f} -> {q.perplexity_quantized:.4f} ({q.delta:+.2%}, {q.eval_tokens} tokens); calibrate {calib_s:.1f} s, "
+        f"perplexity F16 {q.perplexity_base:.4f} -> {q.perplexity_quantized:.4f} ({q.delta:+.2%}, "
+        f"{q.eval_tokens} tokens); calibrate {calib_s:.1f} s, "
         f"llama-server /health in {startup:.1f} s, 16-token completion {completion_s:.2f} s",
     )
