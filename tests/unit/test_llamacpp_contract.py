@@ -12,11 +12,13 @@ could, and asserts the checker reports exactly that.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import pytest
 
 from quantfleet.api import llamacpp_flags as lf
+from quantfleet.api.gguf import GGML_TYPE_BITS, GGUF_BITS_PER_WEIGHT, weight_bytes
 from quantfleet.render.llamacpp import gguf_path, llamacpp_args, llamacpp_command
 from quantfleet.render.vllm import CpuRollout, ModelLocation, PoolRollout, ServiceInput
 from quantfleet_dev import llama_cpp
@@ -197,3 +199,51 @@ def test_doctored_removed_flag_is_caught(files: dict[str, str]) -> None:
 def test_unknown_layout_is_an_error(files: dict[str, str]) -> None:
     with pytest.raises(SourceLayoutError):
         parse_source(_doctor(files, ARG_CPP, "add_opt(common_arg(", "add_option(common_arg("))
+
+
+# --- bits per weight (quantfleet.api.gguf) from the same source ----------------------------------------------------
+
+GGML_COMMON_H = "ggml/src/ggml-common.h"
+QUANTIZE_CPP = "tools/quantize/quantize.cpp"
+# block struct -> (type, weights per block macro)
+_BLOCKS = {
+    "Q8_0": ("block_q8_0", "QK8_0"),
+    "Q4_K": ("block_q4_K", "QK_K"),
+    "Q5_K": ("block_q5_K", "QK_K"),
+    "Q6_K": ("block_q6_K", "QK_K"),
+}
+_SIZEOF = {"ggml_half": 2, "uint32_t": 4, "float": 4, "int16_t": 2}
+
+
+@pytest.fixture(scope="session")
+def bits_files() -> dict[str, str]:
+    return read_sdist(llama_cpp.fetch_sdist(log=lambda m: None), (GGML_COMMON_H, QUANTIZE_CPP))
+
+
+def _block_bytes(header: str, block: str) -> int:
+    """sizeof(block) from its static_assert, with the header's macros (QK_K, K_SCALE_SIZE, QK8_0) and 2-byte halves."""
+    macros = {m.group(1): int(m.group(2)) for m in re.finditer(r"#define (\w+) (\d+)\s*$", header, re.M)}
+    expr = re.search(rf"static_assert\(sizeof\({block}\) == ([^,]+),", header)
+    assert expr, f"no static_assert for {block}"
+    text = re.sub(r"sizeof\((\w+)\)", lambda m: str(_SIZEOF[m.group(1)]), expr.group(1))
+    text = re.sub(r"\b[A-Z][A-Z0-9_]*\b", lambda m: str(macros[m.group(0)]), text)
+    assert re.fullmatch(r"[0-9+*/ ()]+", text), text
+    return int(eval(text))  # arithmetic on integer literals only (checked above)
+
+
+@pytest.mark.parametrize("ggml_type", sorted(_BLOCKS))
+def test_type_bits_match_the_block_structs(bits_files: dict[str, str], ggml_type: str) -> None:
+    header = bits_files[GGML_COMMON_H]
+    block, per_block_macro = _BLOCKS[ggml_type]
+    per_block = int(re.search(rf"#define {per_block_macro} (\d+)", header).group(1))  # type: ignore[union-attr]
+    assert GGML_TYPE_BITS[ggml_type] == _block_bytes(header, block) * 8 / per_block
+
+
+@pytest.mark.parametrize("preset", ["Q8_0", "Q4_K_M", "Q5_K_M"])
+def test_file_bits_match_llama_quantize_table(bits_files: dict[str, str], preset: str) -> None:
+    """llama-quantize's own size for Llama-3-8B (GiB; 8.03e9 parameters) -> bits per weight, to 2 places."""
+    m = re.search(rf'\{{\s*"{preset}",\s*\w+,\s*"\s*([0-9.]+)G, [^"]*@ Llama-3-8B"', bits_files[QUANTIZE_CPP])
+    assert m, f"{preset} is not in llama-quantize's table with a Llama-3-8B size"
+    bits = float(m.group(1)) * 2**30 * 8 / 8.03e9
+    assert GGUF_BITS_PER_WEIGHT[preset] == pytest.approx(bits, abs=0.03)
+    assert weight_bytes(8_030_000_000, preset) == pytest.approx(float(m.group(1)) * 2**30, rel=0.01)
