@@ -244,7 +244,7 @@ def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 # A small Llama that llama.cpp can quantize as designed: every weight row a multiple of 256 (the k-quant super-block,
-# QK_K; narrower rows fall back to other types), GQA, and trained for a minute on Python's stdlib so that perplexity
+# QK_K; narrower rows fall back to other types), GQA, and trained for a few minutes on Python's stdlib so that perplexity
 # means something (random weights give ~vocabulary-size perplexity and quantization noise vanishes in it).
 TINY_LLAMA_SCRIPT = r"""
 import json, sys, time
@@ -287,7 +287,7 @@ print(json.dumps({"params": sum(p.numel() for p in model.parameters()), "steps":
 
 
 def build_tiny_llama(
-    out_dir: str | Path, python: str | Path, steps: int = 300, budget_s: float = 120.0, log: Log = print
+    out_dir: str | Path, python: str | Path, steps: int = 400, budget_s: float = 300.0, log: Log = print
 ) -> Path:
     """A ~1.6 M-parameter BF16 Llama (hidden 256, 4 heads of 64 / 2 KV heads, 2 layers, 2048-token BPE) trained
     for `steps` steps (at most `budget_s` seconds) on Python's stdlib; no hub. `python` needs torch + transformers

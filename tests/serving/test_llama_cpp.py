@@ -1,6 +1,6 @@
 """calibrate (tool llama-cpp) -> model.gguf -> the rendered llama-server answers: the GGUF chain, run for real on CPU.
 
-For each scheme: a tiny Llama built and trained here for a minute (quantfleet_dev.llama_cpp.build_tiny_llama: every
+For each scheme: a tiny Llama built and trained here for a few minutes (quantfleet_dev.llama_cpp.build_tiny_llama: every
 weight row a multiple of 256, so the k-quants are used as designed), the project's own `quantfleet calibrate` with
 a gguf recipe (in a subprocess of the main venv: convert_hf_to_gguf.py -> llama-imatrix for the k-quants ->
 llama-quantize -> llama-perplexity F16 vs quantized), then llama.cpp's own server started with exactly the command
@@ -46,7 +46,7 @@ OPERATOR = ROOT / "operator"
 SECTION = "llama.cpp chain (calibrate tool llama-cpp -> render.llamacpp -> llama-server)"
 MAX_MODEL_LEN = 512
 PARALLEL = 2
-TINY = "tiny-llama-gguf-r1"  # bump the suffix when build_tiny_llama changes
+TINY = "tiny-llama-gguf-r2"  # bump the suffix when build_tiny_llama changes
 
 
 @pytest.fixture(scope="session")

@@ -125,7 +125,8 @@ _CHUNKS = re.compile(r"calculating perplexity over (\d+) chunks, n_ctx=(\d+)")
 
 
 def _run(cmd: Sequence[object], step: str, env: dict[str, str] | None = None) -> str:
-    log.info("llama.cpp step=%s cmd=%s", step, " ".join(map(str, cmd)))
+    shown = " ".join("<convert launcher>" if a is CONVERT_LAUNCHER else str(a) for a in cmd)
+    log.info("llama.cpp step=%s cmd=%s", step, shown)
     t0 = time.monotonic()
     proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, env=env)
     out = proc.stdout + proc.stderr
