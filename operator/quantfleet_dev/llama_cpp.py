@@ -244,8 +244,8 @@ def tool_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 # A small Llama that llama.cpp can quantize as designed: every weight row a multiple of 256 (the k-quant super-block,
-# QK_K; narrower rows fall back to other types), GQA, and trained for a few minutes on Python's stdlib so that perplexity
-# means something (random weights give ~vocabulary-size perplexity and quantization noise vanishes in it).
+# QK_K; narrower rows fall back to other types), GQA, and trained for a few minutes on Python's stdlib so that
+# perplexity means something (random weights give ~vocabulary-size perplexity and quantization noise vanishes in it).
 TINY_LLAMA_SCRIPT = r"""
 import json, sys, time
 import torch

@@ -12,8 +12,9 @@ convert_hf_to_gguf.py and the gguf-py it was released with, quantfleet-llama-cpp
 is); the calibration image has it at /opt/llama.cpp, quantfleet_dev.llama_cpp builds it under the cache.
 
 Q8_0 gets no importance matrix: it is round-to-nearest per block of 32 weights with one scale and nothing to
-choose, and ggml's quantize_q8_0 ignores the imatrix ("(void)quant_weights; // not used", ggml-quants.c). The k-quant mixes choose per-block scales and mins, and
-the imatrix (mean squared activations per input column over the calibration text) weights that choice.
+choose, and ggml's quantize_q8_0 ignores the imatrix ("(void)quant_weights; // not used", ggml-quants.c). The
+k-quant mixes choose per-block scales and mins, and the imatrix (mean squared activations per input column over
+the calibration text) weights that choice.
 """
 
 from __future__ import annotations
