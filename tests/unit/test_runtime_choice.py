@@ -16,7 +16,11 @@ from quantfleet_dev.testing import cpu_node, gpu_node
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 CONFIG = (MODELS / "llama-3.1-8b" / "config.json").read_text()
-CLUSTER = [gpu_node("h100-0", "H100-SXM", 8), gpu_node("a10g-0", "A10G", 1), cpu_node("m7i-0", "amx", memory="64Gi", instance_type="m7i.4xlarge")]
+CLUSTER = [
+    gpu_node("h100-0", "H100-SXM", 8),
+    gpu_node("a10g-0", "A10G", 1),
+    cpu_node("m7i-0", "amx", memory="64Gi", instance_type="m7i.4xlarge"),
+]
 H100 = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 A10G = {"nvidia.com/gpu.product": "NVIDIA-A10G"}
 CPU = {"node.kubernetes.io/instance-type": "m7i.4xlarge"}

@@ -14,11 +14,25 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Scheme = Literal["fp8-dynamic", "fp8-block", "fp8-static", "w4a16", "nvfp4", "nvfp4a16", "mxfp4"]
-Tool = Literal["llm-compressor", "modelopt"]
+Scheme = Literal[
+    "fp8-dynamic",
+    "fp8-block",
+    "fp8-static",
+    "w4a16",
+    "nvfp4",
+    "nvfp4a16",
+    "mxfp4",
+    "gguf-q8_0",
+    "gguf-q4_k_m",
+    "gguf-q5_k_m",
+]
+Tool = Literal["llm-compressor", "modelopt", "llama-cpp"]
 W4A16Algorithm = Literal["gptq", "awq"]
 
+# The schemes served by vLLM (safetensors checkpoints with a GPU Format, api.schemes.SCHEME_FORMATS).
 SCHEMES: tuple[Scheme, ...] = ("fp8-dynamic", "fp8-block", "fp8-static", "w4a16", "nvfp4", "nvfp4a16", "mxfp4")
+# The schemes made by llama.cpp (tool llama-cpp) and served by llama-server: one GGUF file, no GPU Format.
+GGUF_SCHEMES: tuple[Scheme, ...] = ("gguf-q8_0", "gguf-q4_k_m", "gguf-q5_k_m")
 
 
 class CalibrationRecipe(BaseModel):

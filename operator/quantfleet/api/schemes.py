@@ -31,6 +31,7 @@ class SchemeFormat:
 
 
 # The one scheme -> format table: the planner's tool choice and the calibration placement both read it.
+# vLLM schemes only: the GGUF schemes (LLAMA_CPP below) have no GPU Format, so look them up with scheme_format().
 SCHEME_FORMATS: Final[dict[Scheme, SchemeFormat]] = {
     "fp8-dynamic": SchemeFormat("fp8_w8a8"),
     "fp8-static": SchemeFormat("fp8_w8a8"),
@@ -40,6 +41,11 @@ SCHEME_FORMATS: Final[dict[Scheme, SchemeFormat]] = {
     "nvfp4a16": SchemeFormat("nvfp4", weight_only=True),
     "mxfp4": SchemeFormat("mxfp4"),
 }
+
+
+def scheme_format(scheme: Scheme) -> SchemeFormat | None:
+    """The GPU Format `scheme`'s checkpoint is served in; None for GGUF schemes (llama-server, any device)."""
+    return SCHEME_FORMATS.get(scheme)
 
 
 @dataclass(frozen=True)
@@ -73,11 +79,28 @@ MODELOPT: dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme] = {
     ("mxfp4", None): ToolScheme("MXFP4_DEFAULT_CFG"),
 }
 
+# llama.cpp: convert_hf_to_gguf.py (F16 GGUF) -> llama-imatrix (k-quants only) -> llama-quantize <preset>.
+# The preset is llama-quantize's type name (tools/quantize/quantize.cpp QUANT_OPTIONS); calibrate.gguf runs it.
+LLAMA_CPP: dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme] = {
+    ("gguf-q8_0", None): ToolScheme("Q8_0"),
+    ("gguf-q4_k_m", None): ToolScheme("Q4_K_M"),
+    ("gguf-q5_k_m", None): ToolScheme("Q5_K_M"),
+}
+
 UNSUPPORTED_WHY: dict[tuple[Tool, Scheme], str] = {
     ("modelopt", "fp8-block"): "ModelOpt 0.47 has only a weight-only 2D-block FP8 config; use llm-compressor FP8_BLOCK",
 }
 
-TOOL_CHECKPOINT_FORMAT: dict[Tool, CheckpointFormat] = {"llm-compressor": "compressed-tensors", "modelopt": "modelopt"}
+TOOL_CHECKPOINT_FORMAT: dict[Tool, CheckpointFormat] = {
+    "llm-compressor": "compressed-tensors",
+    "modelopt": "modelopt",
+    "llama-cpp": "gguf",
+}
+TOOL_TABLES: dict[Tool, dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme]] = {
+    "llm-compressor": LLMC,
+    "modelopt": MODELOPT,
+    "llama-cpp": LLAMA_CPP,
+}
 
 
 class UnsupportedRecipe(ValueError):
@@ -90,8 +113,7 @@ def support(tool: Tool, scheme: Scheme, algorithm: W4A16Algorithm | None) -> Too
         algorithm = "gptq" if tool == "llm-compressor" else "awq"
     if scheme != "w4a16" and algorithm is not None:
         raise UnsupportedRecipe(f"algorithm={algorithm} applies to w4a16 only, not {scheme}")
-    table = LLMC if tool == "llm-compressor" else MODELOPT
-    found = table.get((scheme, algorithm))
+    found = TOOL_TABLES[tool].get((scheme, algorithm))
     if found is None:
         why = UNSUPPORTED_WHY.get((tool, scheme), "not offered by this tool")
         alg = f" ({algorithm})" if algorithm else ""
@@ -105,6 +127,8 @@ def supported_pairs() -> list[tuple[Tool, Scheme, W4A16Algorithm | None]]:
         pairs.append(("llm-compressor", scheme, alg))
     for scheme, alg in MODELOPT:
         pairs.append(("modelopt", scheme, alg))
+    for scheme, alg in LLAMA_CPP:
+        pairs.append(("llama-cpp", scheme, alg))
     return pairs
 
 

@@ -1,5 +1,6 @@
 """The calibration program, end to end: recipe in, published checkpoint + manifest out.
 
+    (tool llama-cpp: calibrate.gguf, llama.cpp's programs file to file)
     resolve source -> load model/tokenizer -> build data -> base perplexity
       -> quantize with the tool (coverage hooks + progress) -> coverage gate
       -> quantized perplexity + quality gate -> save to staging -> checksum
@@ -173,6 +174,10 @@ def calibrate(recipe: CalibrationRecipe, data_override: CalibrationData | None =
         check_destination(recipe.output_uri)
     except SourceError as exc:
         raise CalibrationFailed(str(exc)) from exc
+    if recipe.tool == "llama-cpp":  # file to file with llama.cpp's own programs: no model in this process
+        from quantfleet.calibrate.gguf import calibrate_gguf
+
+        return calibrate_gguf(recipe, data_override)
     adapter = adapter_for(recipe.tool)
     check_tool_version(recipe, adapter)
     recipe_hash = recipe.content_hash()

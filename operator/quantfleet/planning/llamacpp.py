@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from quantfleet.api.gguf import GGUF_BITS_PER_WEIGHT, GGUF_TYPE, GgufScheme
+from quantfleet.api.gguf import SCHEME_GGUF_TYPE, GgufScheme, scheme_bits_per_weight
 from quantfleet.hardware import GpuFacts
 from quantfleet.planning.capacity import (
     GIB,
@@ -43,7 +43,7 @@ CPU_RUNTIME_BYTES = GIB // 2
 
 
 def gguf_weight_bytes(arch: ModelArch, scheme: GgufScheme) -> int:
-    return math.ceil(count_parameters(arch).total * GGUF_BITS_PER_WEIGHT[scheme] / 8)
+    return math.ceil(count_parameters(arch).total * scheme_bits_per_weight(scheme) / 8)
 
 
 def _gib(n: float) -> float:
@@ -63,8 +63,8 @@ def decide_llamacpp(
         raise ValueError("decide_llamacpp needs exactly one of gpu or cpu")
     if request.precision != "auto":
         raise PlanError(
-            f"precision {request.precision} requested but the model is a {GGUF_TYPE[scheme]} GGUF checkpoint: served"
-            " in its own format, precision must be auto",
+            f"precision {request.precision} requested but the model is a {SCHEME_GGUF_TYPE[scheme]} GGUF checkpoint:"
+            " served in its own format, precision must be auto",
             precision=request.precision,
         )
     if request.kv_cache_dtype not in ("auto", "float16", "bfloat16"):
@@ -84,7 +84,7 @@ def decide_llamacpp(
     per_token = kv_bytes_per_token(arch, "float16")
     kv = per_token * ctx_total
     act = activation_bytes(arch, 1, UBATCH, slots)
-    label = GGUF_TYPE[scheme]
+    label = SCHEME_GGUF_TYPE[scheme]
     size = f"{label} weights {_gib(weights)} GiB, KV cache {_gib(kv)} GiB (f16, {slots} slot(s) x {max_len} tokens)"
     warnings: list[str] = []
     device: Literal["gpu", "cpu"]

@@ -239,8 +239,7 @@ def runtime_container(svc: ServiceInput, roll: PoolRollout) -> RuntimeContainer:
         )
     if roll.runtime == "llama-cpp":
         from quantfleet.api import llamacpp_flags as lf
-        from quantfleet.api.gguf import GGUF_FILE
-        from quantfleet.render.llamacpp import llamacpp_args, llamacpp_command
+        from quantfleet.render.llamacpp import gguf_path, llamacpp_args, llamacpp_command
 
         threads = None if roll.cpu is None else max(1, math.floor(cpu_count(roll.cpu.cpus)))
         return RuntimeContainer(
@@ -249,7 +248,7 @@ def runtime_container(svc: ServiceInput, roll: PoolRollout) -> RuntimeContainer:
             llamacpp_args(
                 svc,
                 roll,
-                gguf_path=f"{roll.model.vllm_model.rstrip('/')}/{GGUF_FILE}",
+                gguf_path=gguf_path(roll.model),
                 parallel=roll.parallel,
                 n_gpu_layers=roll.gpu_layers,
                 threads=threads,

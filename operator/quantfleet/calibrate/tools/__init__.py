@@ -42,6 +42,8 @@ def adapter_for(tool: Tool) -> ToolAdapter:
         from quantfleet.calibrate.tools.llmc import LLMCompressorAdapter
 
         return LLMCompressorAdapter()
+    if tool == "llama-cpp":
+        raise ValueError("llama-cpp has no in-memory adapter: calibrate.gguf runs llama.cpp's programs on files")
     from quantfleet.calibrate.tools.modelopt import ModelOptAdapter
 
     return ModelOptAdapter()
