@@ -145,7 +145,7 @@ def test_gguf_on_cpu_and_gpu_pools_renders_llama_server() -> None:
     assert out.status["checkpointFormat"] == "Q4_K_M/gguf" and by["c"]["checkpointFormat"] == "Q4_K_M/gguf"
     cpu, gpu = containers(out)["svc-c"], containers(out)["svc-a"]
     assert cpu["name"] == gpu["name"] == "llama-cpp"
-    assert cpu["image"] == versions.get("llama-cpp.cpu_image") and gpu["image"] == versions.get("llama-cpp.image")
+    assert cpu["image"] == versions.llama_cpp_image(cuda=False) and gpu["image"] == versions.llama_cpp_image(cuda=True)
     for c in (cpu, gpu):
         args = c["args"]
         assert args[args.index("--model") + 1] == "/models/llama-q4/abc/model.gguf"
