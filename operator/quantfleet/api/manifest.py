@@ -20,7 +20,7 @@ from quantfleet.api.recipe import Scheme, Tool
 MANIFEST_SCHEMA = "quantfleet.io/calibration-result/v1"
 TERMINATION_MESSAGE_LIMIT = 4096
 
-CheckpointFormat = Literal["compressed-tensors", "modelopt"]
+CheckpointFormat = Literal["compressed-tensors", "modelopt", "quark"]
 
 
 class ExpertLayerCoverage(BaseModel):

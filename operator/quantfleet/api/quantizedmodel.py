@@ -21,9 +21,10 @@ from quantfleet.api.common import (
     Toleration,
 )
 from quantfleet.api.recipe import Scheme
-from quantfleet.api.schemes import MODELOPT
+from quantfleet.api.schemes import MODELOPT, QUARK
 
 _MODELOPT_SCHEMES = tuple(sorted({scheme for scheme, _ in MODELOPT}))
+_QUARK_SCHEMES = tuple(sorted({scheme for scheme, _ in QUARK}))
 
 SOURCE_URI_PATTERN = STORAGE_URI_PATTERN
 
@@ -162,8 +163,10 @@ class QuantizedModelSpec(KubeModel):
         default=False,
         description="Calibrate FP8 KV-cache scales into the checkpoint (vLLM no longer computes them at runtime).",
     )
-    tool: Literal["auto", "llm-compressor", "modelopt"] = Field(
-        default="auto", description="Quantization tool; auto picks per scheme and architecture."
+    tool: Literal["auto", "llm-compressor", "modelopt", "quark"] = Field(
+        default="auto",
+        description="Quantization tool; auto picks per scheme, architecture and placement (AMD Quark for AMD"
+        " GPU pools).",
     )
     calibration: CalibrationSpec | None = Field(default=None, description="Calibration data.")
     moe: MoESpec | None = Field(default=None, description="Mixture-of-experts options.")
@@ -187,6 +190,10 @@ class QuantizedModelSpec(KubeModel):
         (
             f"self.tool != 'modelopt' || self.scheme in {list(_MODELOPT_SCHEMES)}",
             f"tool modelopt supports {', '.join(_MODELOPT_SCHEMES)}; use llm-compressor or auto for the others",
+        ),
+        (
+            f"self.tool != 'quark' || self.scheme in {list(_QUARK_SCHEMES)}",
+            f"tool quark supports {', '.join(_QUARK_SCHEMES)}; use llm-compressor or auto for the others",
         ),
     )
 

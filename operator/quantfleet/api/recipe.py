@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Scheme = Literal["fp8-dynamic", "fp8-block", "fp8-static", "w4a16", "nvfp4", "nvfp4a16", "mxfp4"]
-Tool = Literal["llm-compressor", "modelopt"]
+Tool = Literal["llm-compressor", "modelopt", "quark"]
 W4A16Algorithm = Literal["gptq", "awq"]
 
 SCHEMES: tuple[Scheme, ...] = ("fp8-dynamic", "fp8-block", "fp8-static", "w4a16", "nvfp4", "nvfp4a16", "mxfp4")
