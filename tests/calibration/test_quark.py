@@ -7,6 +7,7 @@ config.json must parse into the normalized description the planner uses for a Qu
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,13 @@ pytest.importorskip("quark")
 pytestmark = pytest.mark.calibration
 
 ROUTERS = ("re:.*mlp.gate$",)  # what the planner's recipe carries for qwen3_moe (api.schemes.ROUTER_IGNORE)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+
+
+def assert_matches_fixture(config: dict[str, object], scheme: str) -> None:
+    """The quantization_config kept in tests/fixtures/models is still what Quark exports."""
+    kept = json.loads((FIXTURES / f"quantfleet--tiny-qwen3-moe-quark-{scheme}" / "config.json").read_text())
+    assert config["quantization_config"] == kept["quantization_config"]
 
 
 def test_fp8_static_checkpoint(tiny_model_dir: Path, run_calibrate) -> None:
@@ -41,6 +49,7 @@ def test_fp8_static_checkpoint(tiny_model_dir: Path, run_calibrate) -> None:
     qc = config["quantization_config"]
     assert qc["quant_method"] == "quark" and qc["export"]["weight_format"] == "real_quantized"
     assert {"model.layers.0.mlp.gate", "model.layers.1.mlp.gate", "lm_head"} == set(qc["exclude"])
+    assert_matches_fixture(config, "fp8-static")
     quant = parse_checkpoint_quant(config)
     planned = from_calibration("fp8-static", "quark", ignore=("lm_head", *ROUTERS))
     assert quant is not None
@@ -126,6 +135,7 @@ def test_data_free_schemes(
     dtypes = tensor_dtypes(run.output)
     assert dtypes["model.layers.0.mlp.experts.3.up_proj.weight"] == weight_dtype
     if scheme == "mxfp4":
+        assert_matches_fixture(config, scheme)
         assert dtypes["model.layers.0.mlp.experts.3.up_proj.weight_scale"] == "U8"  # e8m0, one per 32 elements
         assert dtypes["model.layers.0.self_attn.q_proj.weight"] in ("F32", "BF16")
         assert not quant.quantizes("model.layers.0.self_attn.q_proj")
