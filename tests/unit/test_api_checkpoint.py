@@ -396,3 +396,17 @@ def test_any_config_parses_or_is_refused_by_name(qc: dict[str, Any], hq: dict[st
     q.quantizes("model.layers.0.self_attn.q_proj")
     arch = parse_model_config(json.loads((FIXTURES / "llama-3.1-8b" / "config.json").read_text()))
     assert 0 < checkpoint_weight_bytes(arch, q).total <= weight_bytes(arch, "bf16").total
+
+
+def test_calibrated_quark_checkpoints() -> None:
+    from quantfleet.planning.decision import Checkpoint
+
+    fp8 = from_calibration("fp8-static", "quark", ignore=("lm_head", "re:.*mlp.gate$"))
+    assert (fp8.label, fp8.vllm_method, fp8.source) == ("fp8-w8a8/quark", "quark", "calibration")
+    assert not fp8.quantizes("model.layers.3.mlp.gate") and fp8.quantizes("model.layers.3.mlp.experts.0.up_proj")
+    kv = from_calibration("fp8-dynamic", "quark", kv_cache_scales=True).kv_cache
+    assert kv is not None and (kv.source, kv.vllm_default) == ("export.kv_cache_group", False)
+    assert from_calibration("mxfp4", "quark").label == "mxfp4/quark"
+    with pytest.raises(UnsupportedCheckpoint, match="only for fp8-dynamic, fp8-static, mxfp4"):
+        from_calibration("nvfp4", "quark")
+    assert Checkpoint.calibrated("fp8-dynamic", "quark", "pvc://ckpt/x").quant.method == "quark"
