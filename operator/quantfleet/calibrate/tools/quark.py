@@ -32,7 +32,11 @@ def _matches(pattern: str, name: str) -> bool:
 
 
 def excluded_modules(model: Any, patterns: list[str]) -> list[str]:
-    """The Linear modules (full names) any of `patterns` matches: Quark's `exclude` list, in model order."""
+    """The Linear modules (full names) any of `patterns` matches: Quark's `exclude` list, in model order.
+
+    Only Linear layers: Quark quantizes nothing else, and a router that is not a Linear in transformers 5 (Mixtral's
+    `MixtralTopKRouter`) stays in full precision in vLLM too (`models/mixtral.py:109-116`: the gate gets no quant
+    config)."""
     import torch
 
     return [
