@@ -1,7 +1,7 @@
 """Fixtures for the calibration tests: a tiny MoE model built here, and a way to run `quantfleet calibrate`.
 
-Everything is real: the model is created locally (no hub), and the CLI runs llm-compressor
-or ModelOpt in-process on the CPU. Sizes are small enough that the whole suite stays
+Everything is real: the model is created locally (no hub), and the CLI runs llm-compressor,
+ModelOpt or AMD Quark in-process on the CPU. Sizes are small enough that the whole suite stays
 within a few minutes on two cores.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,20 @@ pytest.importorskip("modelopt")
 from quantfleet.api.recipe import CalibrationRecipe
 from quantfleet.calibrate.tiny import TinyMoESpec, build_tiny_moe
 
-TOOL_VERSIONS = {"llm-compressor": version("llmcompressor"), "modelopt": version("nvidia-modelopt")}
+
+def _installed(dist: str) -> str:
+    """The version of an optional tool's distribution ("" when absent: its tests skip themselves)."""
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return ""
+
+
+TOOL_VERSIONS = {
+    "llm-compressor": version("llmcompressor"),
+    "modelopt": version("nvidia-modelopt"),
+    "quark": _installed("amd-quark"),
+}
 NUM_SAMPLES = 8
 SEQ_LEN = 64
 

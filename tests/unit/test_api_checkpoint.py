@@ -40,6 +40,8 @@ def parse(model: str) -> CheckpointQuant | None:
     return parse_checkpoint_quant(*load(model))
 
 
+_QUARK_MXFP4 = {"dtype": "fp4", "qscheme": "per_group", "group_size": 32, "scale_format": "e8m0", "is_dynamic": True}
+
 # fixture: (method, vllm method, scheme, weights, activations (None = 16-bit), ignore match, #ignored, KV, source)
 EXPECTED: dict[str, tuple[str, str, str, str, str | None, str, int, tuple[str, bool] | None, str]] = {
     "nm-testing--meta-llama-3-8b-instruct-fp8-dynamic-ia-per-tensor-weight-testing": (
@@ -74,6 +76,14 @@ EXPECTED: dict[str, tuple[str, str, str, str, str | None, str, int, tuple[str, b
     ),
     "openai--gpt-oss-20b": (
         "mxfp4", "gpt_oss_mxfp4", "mxfp4-experts", "mxfp4 groups of 32", None, "fixed", 4, None, "config.json",
+    ),
+    # AMD Quark 0.13 exports of quantfleet's tiny MoE (tests/calibration/test_quark.py): exact names in `exclude`
+    "quantfleet--tiny-qwen3-moe-quark-fp8-static": (
+        "quark", "quark", "fp8-w8a8", "fp8 per-tensor", "static fp8 per-tensor", "regex", 3, None, "config.json",
+    ),
+    "quantfleet--tiny-qwen3-moe-quark-mxfp4": (
+        "quark", "quark", "mxfp4", "mxfp4 groups of 32", "dynamic mxfp4 groups of 32", "regex", 11, None,
+        "config.json",
     ),
 }  # fmt: skip
 
@@ -292,6 +302,15 @@ def test_gptq_dynamic_exclusions_become_ignore_patterns() -> None:
         ({"quant_method": "quark", "export": {}, "global_quant_config": {"weight": {"dtype": "int8"},
                                                                          "input_tensors": {"dtype": "int8"}}},
          "quark", "Quark int8 weights"),
+        ({"quant_method": "quark", "export": {}, "global_quant_config": {
+            "weight": _QUARK_MXFP4, "input_tensors": None}},
+         "quark", "MXFP4 weights with 16-bit inputs"),
+        ({"quant_method": "quark", "export": {}, "global_quant_config": {
+            "weight": _QUARK_MXFP4, "input_tensors": {**_QUARK_MXFP4, "is_dynamic": False}}},
+         "quark", "static MXFP4 inputs"),
+        ({"quant_method": "quark", "export": {}, "global_quant_config": {
+            "weight": {**_QUARK_MXFP4, "group_size": 16}, "input_tensors": _QUARK_MXFP4}},
+         "quark", "not OCP MX"),
     ],
 )  # fmt: skip
 def test_refusals_name_the_method(qc: dict[str, Any], method: str, message: str) -> None:
@@ -377,3 +396,17 @@ def test_any_config_parses_or_is_refused_by_name(qc: dict[str, Any], hq: dict[st
     q.quantizes("model.layers.0.self_attn.q_proj")
     arch = parse_model_config(json.loads((FIXTURES / "llama-3.1-8b" / "config.json").read_text()))
     assert 0 < checkpoint_weight_bytes(arch, q).total <= weight_bytes(arch, "bf16").total
+
+
+def test_calibrated_quark_checkpoints() -> None:
+    from quantfleet.planning.decision import Checkpoint
+
+    fp8 = from_calibration("fp8-static", "quark", ignore=("lm_head", "re:.*mlp.gate$"))
+    assert (fp8.label, fp8.vllm_method, fp8.source) == ("fp8-w8a8/quark", "quark", "calibration")
+    assert not fp8.quantizes("model.layers.3.mlp.gate") and fp8.quantizes("model.layers.3.mlp.experts.0.up_proj")
+    kv = from_calibration("fp8-dynamic", "quark", kv_cache_scales=True).kv_cache
+    assert kv is not None and (kv.source, kv.vllm_default) == ("export.kv_cache_group", False)
+    assert from_calibration("mxfp4", "quark").label == "mxfp4/quark"
+    with pytest.raises(UnsupportedCheckpoint, match="only for fp8-dynamic, fp8-static, mxfp4"):
+        from_calibration("nvfp4", "quark")
+    assert Checkpoint.calibrated("fp8-dynamic", "quark", "pvc://ckpt/x").quant.method == "quark"

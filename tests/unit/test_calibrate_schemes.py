@@ -7,7 +7,7 @@ import math
 import pytest
 
 from quantfleet.api.recipe import SCHEMES
-from quantfleet.api.schemes import UnsupportedRecipe, ignore_patterns, support, supported_pairs
+from quantfleet.api.schemes import TOOL_CHECKPOINT_FORMAT, UnsupportedRecipe, ignore_patterns, support, supported_pairs
 from quantfleet.calibrate.quality import QualityGateFailed, check
 
 
@@ -30,11 +30,25 @@ def test_presets() -> None:
         ("modelopt", "fp8-block", None, "weight-only"),
         ("modelopt", "w4a16", "gptq", "not offered"),
         ("llm-compressor", "fp8-static", "gptq", "w4a16 only"),
+        ("quark", "fp8-block", None, "AMD targets only"),
+        ("quark", "nvfp4", None, "no ROCm serving path"),
+        ("quark", "w4a16", None, "quark cannot produce w4a16 \\(awq\\)"),
     ],
 )
 def test_unsupported_pairs_say_why(tool: str, scheme: str, alg: str | None, why: str) -> None:
     with pytest.raises(UnsupportedRecipe, match=why):
         support(tool, scheme, alg)  # type: ignore[arg-type]
+
+
+def test_quark_schemes_and_pairs() -> None:
+    assert {(s, a) for tool, s, a in supported_pairs() if tool == "quark"} == {
+        ("fp8-dynamic", None),
+        ("fp8-static", None),
+        ("mxfp4", None),
+    }
+    assert support("quark", "fp8-dynamic", None).preset == "ptpc_fp8"
+    assert support("quark", "mxfp4", None).preset == "mxfp4"
+    assert TOOL_CHECKPOINT_FORMAT["quark"] == "quark"
 
 
 def test_router_patterns_per_family() -> None:

@@ -38,6 +38,8 @@ def test_fixtures_present() -> None:
         "nvidia--qwen3-30b-a3b-nvfp4",
         "openai--gpt-oss-20b",
         "patronusai--llama-3.1-70b-instruct-awq-int4",
+        "quantfleet--tiny-qwen3-moe-quark-fp8-static",
+        "quantfleet--tiny-qwen3-moe-quark-mxfp4",
         "qwen--qwen3-30b-a3b-fp8",
     ]
 

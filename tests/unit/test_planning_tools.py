@@ -11,7 +11,7 @@ import pytest
 from quantfleet.hardware import facts_for
 from quantfleet.planning import PlanError, choose_tool, parse_model_config, placement_for
 from quantfleet.planning.model import ModelArch
-from quantfleet.planning.tools import ATTENTION_PATTERN, SCHEMES
+from quantfleet.planning.tools import ATTENTION_PATTERN, SCHEMES, amd_placement
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
@@ -87,6 +87,9 @@ def test_calibration_data_requirements() -> None:
         ("nvfp4", None, "modelopt"),
         ("mxfp4", None, "modelopt"),
         *[(s, None, "llm-compressor") for s in SCHEMES],
+        ("fp8-dynamic", None, "quark"),
+        ("fp8-static", None, "quark"),
+        ("mxfp4", None, "quark"),
     ],
 )
 def test_explicit_tool_that_can(scheme: str, algorithm: str | None, tool: str) -> None:
@@ -99,6 +102,9 @@ def test_explicit_tool_that_can(scheme: str, algorithm: str | None, tool: str) -
     [
         ("w4a16", "gptq", "modelopt", "modelopt cannot make w4a16 (gptq)"),
         ("fp8-block", None, "modelopt", "modelopt cannot make fp8-block"),
+        ("fp8-block", None, "quark", "quark cannot make fp8-block; it supports: fp8-dynamic, fp8-static, mxfp4"),
+        ("nvfp4", None, "quark", "NVFP4 has no ROCm serving path"),
+        ("w4a16", "gptq", "quark", "quark cannot make w4a16 (gptq)"),
         ("int8", None, "auto", "unknown scheme"),
         ("fp8-dynamic", None, "tensorrt", "unknown tool"),
         ("w4a16", "rtn", "auto", "unknown w4a16 algorithm"),
@@ -164,11 +170,68 @@ def test_placement_min_compute_capability() -> None:
 
 
 def test_tool_tables_match_what_the_calibration_program_runs() -> None:
-    from quantfleet.api.schemes import LLMC, MODELOPT
+    from quantfleet.api.schemes import LLMC, MODELOPT, QUARK
     from quantfleet.planning import tools
 
     assert set(tools._LLM_COMPRESSOR) == set(LLMC)
     assert set(tools._MODELOPT) == set(MODELOPT)
+    assert set(tools._QUARK) == set(QUARK)
+
+
+MI300X = "amd.com/gpu.product-name=AMD_Instinct_MI300X"
+
+
+@pytest.mark.parametrize(
+    ("scheme", "model", "preset", "words"),
+    [
+        ("fp8-dynamic", DENSE, "QConfig(global_quant_config=ptpc_fp8)", "converts it to e4m3fnuz at load on MI300X"),
+        ("fp8-static", QWEN, "QConfig(global_quant_config=fp8)", "converts it to e4m3fnuz at load on MI300X"),
+        ("mxfp4", QWEN, "QConfig(global_quant_config=mxfp4)", "native on MI355X/gfx950 only"),
+    ],
+)
+def test_auto_picks_quark_for_amd_placements(scheme: str, model: ModelArch, preset: str, words: str) -> None:
+    choice = choose_tool(scheme, "auto", model, amd_target=MI300X)
+    assert (choice.tool, choice.preset) == ("quark", preset)
+    assert choice.reason.startswith(f"auto: the placement targets AMD GPUs ({MI300X}) and AMD Quark makes {scheme}")
+    assert words in choice.reason
+    # without an AMD placement the choice is what it always was
+    assert choose_tool(scheme, "auto", model).tool == "llm-compressor"
+
+
+def test_quark_on_moe_keeps_routers_and_attention_rules_and_says_how_experts_are_covered() -> None:
+    choice = choose_tool("mxfp4", "auto", QWEN, amd_target=MI300X)
+    assert "re:.*mlp.gate$" in choice.ignore and ATTENTION_PATTERN in choice.ignore
+    assert choice.calibrate_all_experts
+    assert any("widens the routing" in n for n in choice.notes)
+    assert not choice.needs_calibration_data  # dynamic MX activations, weight scales from the weights
+    assert choose_tool("fp8-static", "quark", QWEN).needs_calibration_data
+    assert ATTENTION_PATTERN not in choose_tool("fp8-static", "quark", QWEN).ignore
+
+
+@pytest.mark.parametrize(
+    ("scheme", "algorithm", "kv", "tool", "why"),
+    [
+        ("fp8-block", None, False, "llm-compressor", "it makes only fp8-dynamic, fp8-static, mxfp4"),
+        ("w4a16", "gptq", False, "llm-compressor", "it makes only fp8-dynamic, fp8-static, mxfp4"),
+        ("fp8-static", None, True, "llm-compressor", "quantfleet does not calibrate FP8 KV-cache scales with Quark"),
+    ],
+)
+def test_auto_says_why_not_quark_on_amd(scheme: str, algorithm: str | None, kv: bool, tool: str, why: str) -> None:
+    choice = choose_tool(scheme, "auto", DENSE, algorithm=algorithm, amd_target=MI300X, kv_cache_scales=kv)
+    assert choice.tool == tool
+    assert f"not Quark although the placement targets AMD GPUs ({MI300X}): {why}" in choice.reason
+
+
+def test_explicit_quark_with_kv_cache_scales_is_refused() -> None:
+    with pytest.raises(PlanError, match="quark cannot make fp8-static with kvCacheScales"):
+        choose_tool("fp8-static", "quark", DENSE, kv_cache_scales=True)
+
+
+def test_amd_placement_reads_the_amd_node_labeller_keys() -> None:
+    assert amd_placement(None) is None
+    assert amd_placement({"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}) is None
+    assert amd_placement({"amd.com/gpu.family": "AI", "zone": "a"}) == "amd.com/gpu.family=AI"
+    assert amd_placement({"beta.amd.com/gpu.device-id": "74a1"}) == "beta.amd.com/gpu.device-id=74a1"
 
 
 def test_modelopt_awq_refused_for_moe_with_the_measured_reason() -> None:

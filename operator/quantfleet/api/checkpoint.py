@@ -35,6 +35,7 @@ from typing import Any, Final, Literal, get_args
 
 from quantfleet.api.manifest import CheckpointFormat
 from quantfleet.api.recipe import Scheme
+from quantfleet.api.schemes import QUARK
 
 # The family of vLLM kernels that serves a checkpoint (the key of the per-GPU decision table, quantfleet.hardware).
 ServingScheme = Literal[
@@ -779,20 +780,25 @@ def _parse_mxfp4(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
 
 
 def _parse_quark(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
+    """AMD Quark (`quant_method: quark`), as vLLM 0.33.0's QuarkConfig reads it (quark/quark.py): FP8 W8A8 (per-tensor
+    or per-channel weights; static per-tensor or dynamic per-tensor/per-token inputs), FP8 128x128 blocks, and OCP
+    MXFP4 W4A4. Quark writes dynamic per-token inputs as `qscheme: per_channel` (ch_axis 1), which vLLM maps to its
+    per-token key (`_is_fp8_w8a8`). FP8 tensors are OCP e4m3fn; on gfx942 vLLM converts them to e4m3fnuz at load
+    (docs/quark.md)."""
     m = "quark"
     if not isinstance(raw.get("export"), Mapping):
         raise UnsupportedCheckpoint(m, "missing 'export' (QuarkConfig requires it)")
     glob = raw.get("global_quant_config")
     layers = raw.get("layer_quant_config") or {}
-    if not isinstance(glob, Mapping) or (isinstance(layers, Mapping) and any(v != glob for v in layers.values())):
+    type_layers = raw.get("layer_type_quant_config") or {}
+    if (
+        not isinstance(glob, Mapping)
+        or (isinstance(layers, Mapping) and any(v != glob for v in layers.values()))
+        or (isinstance(type_layers, Mapping) and any(v != glob for v in type_layers.values()))
+    ):
         raise UnsupportedCheckpoint(m, "per-layer Quark schemes (layer_quant_config) are not planned by quantfleet")
     w, a = glob.get("weight"), glob.get("input_tensors")
-    if not isinstance(w, Mapping) or w.get("dtype") != "fp8_e4m3":
-        dtype = w.get("dtype") if isinstance(w, Mapping) else None
-        raise UnsupportedCheckpoint(m, f"Quark {dtype} weights are not planned by quantfleet (it plans Quark FP8)")
-    if not isinstance(a, Mapping) or a.get("dtype") != "fp8_e4m3":
-        raise UnsupportedCheckpoint(m, "Quark FP8 weights without FP8 inputs are not planned by quantfleet")
-    qscheme = w.get("qscheme")
+    dtype = w.get("dtype") if isinstance(w, Mapping) else None
     export = raw["export"]
     kv_group = export.get("kv_cache_group") or []
     kv = (
@@ -800,6 +806,16 @@ def _parse_quark(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
         if kv_group
         else None
     )
+    ignore = _names(raw.get("exclude"), "exclude", m)
+    if isinstance(w, Mapping) and dtype == "fp4":
+        return _parse_quark_mxfp4(w, a, ignore, kv)
+    if not isinstance(w, Mapping) or dtype != "fp8_e4m3":
+        raise UnsupportedCheckpoint(
+            m, f"Quark {dtype} weights are not planned by quantfleet (it plans Quark FP8 and OCP MXFP4)"
+        )
+    if not isinstance(a, Mapping) or a.get("dtype") != "fp8_e4m3":
+        raise UnsupportedCheckpoint(m, "Quark FP8 weights without FP8 inputs are not planned by quantfleet")
+    qscheme = w.get("qscheme")
     block = qscheme == "per_block"
     weights = (
         TensorQuant("float", 8, "block", block=(128, 128))
@@ -807,13 +823,42 @@ def _parse_quark(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
         else TensorQuant("float", 8, "channel" if qscheme == "per_channel" else "tensor")
     )
     dynamic = bool(a.get("is_dynamic", False))
+    per_token = dynamic and a.get("qscheme") in ("per_channel", "per_token")
     return CheckpointQuant(
         method=m,
         vllm_method=m,
         scheme="fp8-block" if block else "fp8-w8a8",
         weights=weights,
-        activations=TensorQuant("float", 8, "token" if a.get("qscheme") == "per_token" else "tensor", dynamic=dynamic),
-        ignore=_names(raw.get("exclude"), "exclude", m),
+        activations=TensorQuant("float", 8, "token" if per_token else "tensor", dynamic=dynamic),
+        ignore=ignore,
+        ignore_match="regex",
+        kv_cache=kv,
+    )
+
+
+def _parse_quark_mxfp4(
+    w: Mapping[str, Any], a: Any, ignore: tuple[str, ...], kv: KvCacheQuant | None
+) -> CheckpointQuant:
+    """OCP MXFP4 W4A4 (Quark's `mxfp4` scheme): vLLM 0.33.0 `_is_w_ocp_mx_a_x` / `ocp_mx_weight_dtype_and_rows`."""
+    m = "quark"
+    if w.get("qscheme") != "per_group" or w.get("group_size") != 32 or w.get("scale_format") != "e8m0":
+        raise UnsupportedCheckpoint(
+            m, "Quark fp4 weights that are not OCP MX (per_group, group_size 32, e8m0 scales) are not planned"
+        )
+    if not isinstance(a, Mapping) or a.get("dtype") != "fp4":
+        got = a.get("dtype") if isinstance(a, Mapping) else None
+        raise UnsupportedCheckpoint(
+            m, f"Quark MXFP4 weights with {got or '16-bit'} inputs are not planned by quantfleet (it plans MXFP4 W4A4)"
+        )
+    if not a.get("is_dynamic"):
+        raise UnsupportedCheckpoint(m, "static MXFP4 inputs: vLLM 0.33.0 refuses OCP MX with static input scales")
+    return CheckpointQuant(
+        method=m,
+        vllm_method=m,
+        scheme="mxfp4",
+        weights=TensorQuant("float", 4, "group", group_size=32),
+        activations=TensorQuant("float", 4, "group", group_size=32, dynamic=True),
+        ignore=ignore,
         ignore_match="regex",
         kv_cache=kv,
     )
@@ -834,6 +879,9 @@ _PARSERS: Final[dict[str, Callable[[Mapping[str, Any], str], CheckpointQuant]]] 
 
 # ----------------------------------------------------------------------------------------------- calibration
 
+# The schemes quantfleet's Quark adapter writes.
+_QUARK_CALIBRATED: Final[tuple[Scheme, ...]] = tuple(scheme for scheme, _ in QUARK)
+
 
 def from_calibration(
     scheme: Scheme,
@@ -843,16 +891,17 @@ def from_calibration(
     ignore: Sequence[str] = ("lm_head",),
     algorithm: str | None = None,
 ) -> CheckpointQuant:
-    """What the calibration Job's checkpoint holds: `scheme` written by llm-compressor (compressed-tensors) or ModelOpt
-    (modelopt), with the recipe's `ignore` patterns (llm-compressor `re:` syntax) left unquantized."""
+    """What the calibration Job's checkpoint holds: `scheme` written by llm-compressor (compressed-tensors), ModelOpt
+    (modelopt) or AMD Quark (quark), with the recipe's `ignore` patterns (llm-compressor `re:` syntax) left
+    unquantized (Quark's export lists the matching module names, which the same rule matches)."""
     ignore_t = tuple(ignore)
+    kv_source = {
+        "compressed-tensors": "kv_cache_scheme",
+        "modelopt": "kv_cache_quant_algo",
+        "quark": "export.kv_cache_group",
+    }[checkpoint_format]
     kv = (
-        KvCacheQuant(
-            "fp8_e4m3",
-            calibrated=True,
-            vllm_default=True,
-            source="kv_cache_scheme" if checkpoint_format == "compressed-tensors" else "kv_cache_quant_algo",
-        )
+        KvCacheQuant("fp8_e4m3", calibrated=True, vllm_default=checkpoint_format != "quark", source=kv_source)
         if kv_cache_scales
         else None
     )
@@ -887,6 +936,24 @@ def from_calibration(
         ),
     }
     serving, weights, acts, algo = shapes[scheme]
+    if checkpoint_format == "quark":
+        if scheme not in _QUARK_CALIBRATED:
+            raise UnsupportedCheckpoint(
+                "quark",
+                f"a Quark {scheme} checkpoint: quantfleet makes Quark checkpoints only for "
+                f"{', '.join(_QUARK_CALIBRATED)} (AMD targets)",
+            )
+        return CheckpointQuant(
+            method="quark",
+            vllm_method="quark",
+            scheme=serving,
+            weights=weights,
+            activations=acts,
+            ignore=ignore_t,
+            ignore_match="regex",
+            kv_cache=kv,
+            source="calibration",
+        )
     if checkpoint_format == "modelopt":
         if algo not in _MODELOPT_KNOWN:
             raise UnsupportedCheckpoint(

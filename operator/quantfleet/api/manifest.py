@@ -20,7 +20,7 @@ from quantfleet.api.recipe import Scheme, Tool
 MANIFEST_SCHEMA = "quantfleet.io/calibration-result/v1"
 TERMINATION_MESSAGE_LIMIT = 4096
 
-CheckpointFormat = Literal["compressed-tensors", "modelopt", "gguf"]
+CheckpointFormat = Literal["compressed-tensors", "modelopt", "quark", "gguf"]
 
 
 class ExpertLayerCoverage(BaseModel):

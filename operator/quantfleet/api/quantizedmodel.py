@@ -20,10 +20,11 @@ from quantfleet.api.common import (
     SecretKeyRef,
     Toleration,
 )
-from quantfleet.api.recipe import Scheme
-from quantfleet.api.schemes import MODELOPT
+from quantfleet.api.recipe import GGUF_SCHEMES, Scheme
+from quantfleet.api.schemes import MODELOPT, QUARK
 
 _MODELOPT_SCHEMES = tuple(sorted({scheme for scheme, _ in MODELOPT}))
+_QUARK_SCHEMES = tuple(sorted({scheme for scheme, _ in QUARK}))
 
 SOURCE_URI_PATTERN = STORAGE_URI_PATTERN
 
@@ -153,7 +154,8 @@ class QuantizedModelSpec(KubeModel):
     source: ModelSource = Field(description="The BF16 base model.")
     scheme: Scheme = Field(
         description="fp8-dynamic, fp8-block, fp8-static (W8A8 FP8), w4a16 (INT4 weight-only), nvfp4 (W4A4),"
-        " nvfp4a16 (FP4 weight-only) or mxfp4."
+        " nvfp4a16 (FP4 weight-only) or mxfp4 (served by vLLM or SGLang); gguf-q8_0, gguf-q4_k_m or gguf-q5_k_m"
+        " (a GGUF file made by llama.cpp on a CPU pool, served by llama.cpp's server on CPU pools and any GPU)."
     )
     algorithm: Literal["gptq", "awq"] | None = Field(
         default=None, description="Required for w4a16: gptq or awq. Not allowed for other schemes."
@@ -162,8 +164,10 @@ class QuantizedModelSpec(KubeModel):
         default=False,
         description="Calibrate FP8 KV-cache scales into the checkpoint (vLLM no longer computes them at runtime).",
     )
-    tool: Literal["auto", "llm-compressor", "modelopt"] = Field(
-        default="auto", description="Quantization tool; auto picks per scheme and architecture."
+    tool: Literal["auto", "llm-compressor", "modelopt", "quark", "llama-cpp"] = Field(
+        default="auto",
+        description="Quantization tool; auto picks per scheme, architecture and placement (AMD Quark for AMD"
+        " GPU pools; llama.cpp for the gguf-* schemes, which only it makes).",
     )
     calibration: CalibrationSpec | None = Field(default=None, description="Calibration data.")
     moe: MoESpec | None = Field(default=None, description="Mixture-of-experts options.")
@@ -187,6 +191,18 @@ class QuantizedModelSpec(KubeModel):
         (
             f"self.tool != 'modelopt' || self.scheme in {list(_MODELOPT_SCHEMES)}",
             f"tool modelopt supports {', '.join(_MODELOPT_SCHEMES)}; use llm-compressor or auto for the others",
+        ),
+        (
+            f"self.tool != 'llama-cpp' || self.scheme in {list(GGUF_SCHEMES)}",
+            f"tool llama-cpp makes the GGUF schemes only: {', '.join(GGUF_SCHEMES)}",
+        ),
+        (
+            f"!(self.scheme in {list(GGUF_SCHEMES)}) || self.tool in ['auto', 'llama-cpp']",
+            "the gguf-* schemes are made by llama.cpp: tool auto or llama-cpp",
+        ),
+        (
+            f"self.tool != 'quark' || self.scheme in {list(_QUARK_SCHEMES)}",
+            f"tool quark supports {', '.join(_QUARK_SCHEMES)}; use llm-compressor or auto for the others",
         ),
     )
 

@@ -26,7 +26,7 @@ Scheme = Literal[
     "gguf-q4_k_m",
     "gguf-q5_k_m",
 ]
-Tool = Literal["llm-compressor", "modelopt", "llama-cpp"]
+Tool = Literal["llm-compressor", "modelopt", "quark", "llama-cpp"]
 W4A16Algorithm = Literal["gptq", "awq"]
 
 # The schemes served by vLLM (safetensors checkpoints with a GPU Format, api.schemes.SCHEME_FORMATS).

@@ -52,7 +52,7 @@ def scheme_format(scheme: Scheme) -> SchemeFormat | None:
 class ToolScheme:
     """How one tool produces one scheme."""
 
-    preset: str  # llm-compressor preset scheme name, or ModelOpt config attribute name
+    preset: str  # llm-compressor preset scheme name, ModelOpt config attribute name, or Quark scheme name
     moe_preset: str | None = None  # ModelOpt: config used instead when the model is MoE
     algorithm: W4A16Algorithm | None = None
 
@@ -87,19 +87,37 @@ LLAMA_CPP: dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme] = {
     ("gguf-q5_k_m", None): ToolScheme("Q5_K_M"),
 }
 
+# AMD Quark 0.13 (quark.torch.quantization.config.template scheme names): the schemes vLLM 0.33.0's ROCm build serves
+# from a `quant_method: quark` checkpoint on the AMD GPUs quantfleet plans (docs/quark.md). FP8 is exported as OCP
+# e4m3fn; vLLM converts it to e4m3fnuz at load on gfx942 (MI300X). MXFP4 is OCP MX, native on gfx950 (MI355X).
+QUARK: dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme] = {
+    # per-channel FP8 weights + dynamic per-token FP8 activations ("PTPC"), = llm-compressor's FP8_DYNAMIC
+    ("fp8-dynamic", None): ToolScheme("ptpc_fp8"),
+    ("fp8-static", None): ToolScheme("fp8"),
+    ("mxfp4", None): ToolScheme("mxfp4"),
+}
+
+_QUARK_SCOPE = "quantfleet uses Quark for AMD targets only: fp8-dynamic, fp8-static (MI300X/MI355X) and mxfp4 (MI355X)"
 UNSUPPORTED_WHY: dict[tuple[Tool, Scheme], str] = {
     ("modelopt", "fp8-block"): "ModelOpt 0.47 has only a weight-only 2D-block FP8 config; use llm-compressor FP8_BLOCK",
+    ("quark", "fp8-block"): f"{_QUARK_SCOPE}; use llm-compressor FP8_BLOCK",
+    ("quark", "w4a16"): f"{_QUARK_SCOPE}; use llm-compressor (GPTQ/AWQ)",
+    ("quark", "nvfp4"): f"{_QUARK_SCOPE}; NVFP4 has no ROCm serving path in vLLM 0.33.0",
+    ("quark", "nvfp4a16"): f"{_QUARK_SCOPE}; NVFP4 has no ROCm serving path in vLLM 0.33.0",
+}
+
+TOOL_TABLES: dict[Tool, dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme]] = {
+    "llm-compressor": LLMC,
+    "modelopt": MODELOPT,
+    "quark": QUARK,
+    "llama-cpp": LLAMA_CPP,
 }
 
 TOOL_CHECKPOINT_FORMAT: dict[Tool, CheckpointFormat] = {
     "llm-compressor": "compressed-tensors",
     "modelopt": "modelopt",
+    "quark": "quark",
     "llama-cpp": "gguf",
-}
-TOOL_TABLES: dict[Tool, dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme]] = {
-    "llm-compressor": LLMC,
-    "modelopt": MODELOPT,
-    "llama-cpp": LLAMA_CPP,
 }
 
 
@@ -113,7 +131,8 @@ def support(tool: Tool, scheme: Scheme, algorithm: W4A16Algorithm | None) -> Too
         algorithm = "gptq" if tool == "llm-compressor" else "awq"
     if scheme != "w4a16" and algorithm is not None:
         raise UnsupportedRecipe(f"algorithm={algorithm} applies to w4a16 only, not {scheme}")
-    found = TOOL_TABLES[tool].get((scheme, algorithm))
+    table = TOOL_TABLES[tool]
+    found = table.get((scheme, algorithm))
     if found is None:
         why = UNSUPPORTED_WHY.get((tool, scheme), "not offered by this tool")
         alg = f" ({algorithm})" if algorithm else ""
@@ -123,12 +142,9 @@ def support(tool: Tool, scheme: Scheme, algorithm: W4A16Algorithm | None) -> Too
 
 def supported_pairs() -> list[tuple[Tool, Scheme, W4A16Algorithm | None]]:
     pairs: list[tuple[Tool, Scheme, W4A16Algorithm | None]] = []
-    for scheme, alg in LLMC:
-        pairs.append(("llm-compressor", scheme, alg))
-    for scheme, alg in MODELOPT:
-        pairs.append(("modelopt", scheme, alg))
-    for scheme, alg in LLAMA_CPP:
-        pairs.append(("llama-cpp", scheme, alg))
+    for tool, table in TOOL_TABLES.items():
+        for scheme, alg in table:
+            pairs.append((tool, scheme, alg))
     return pairs
 
 

@@ -14,6 +14,8 @@ every expert. This module measures, with forward hooks and per MoE layer:
       when `moe_calib_experts_ratio` is set; the widened router outputs are counted
       separately ("forced"). Top-k with a larger k contains the smaller k's choice, so
       the widened counts are the tokens the expert saw; without widening, the routed ones.
+    - Quark (per-expert modules held by one container module, not a ModuleList): counted
+      like ModelOpt, from the router, widened by quantfleet's pass (`tools/routing.py`).
 
 Counting happens only while `active` is set and the tool says the pass is a calibration
 pass (llm-compressor's propagation passes run with its hooks disabled and are skipped).

@@ -52,6 +52,7 @@ from typing import Any, Literal, get_args
 
 from quantfleet.api.checkpoint import CheckpointQuant, UnsupportedCheckpoint, from_calibration
 from quantfleet.api.gguf import GgufScheme
+from quantfleet.api.manifest import CheckpointFormat
 from quantfleet.api.recipe import SCHEMES
 from quantfleet.hardware import Format, GpuFacts, Support, gpu_facts_from_labels, short_name
 from quantfleet.hardware.kernels import KernelChoice, checkpoint_kernel
@@ -71,7 +72,6 @@ from quantfleet.planning.model import ModelArch
 Precision = Literal["bf16", "fp8", "fp8-block", "w4a16", "nvfp4", "mxfp4"]
 RequestedPrecision = Literal["auto", "bf16", "fp8", "fp8-block", "w4a16", "nvfp4", "mxfp4"]
 RequestedKvDtype = Literal["auto", "bfloat16", "fp8_e4m3", "fp8_e5m2"]
-CheckpointFormat = Literal["compressed-tensors", "modelopt"]
 PlanErrorKind = Literal["invalid-request", "unsupported", "needs-checkpoint", "does-not-fit"]
 SupportLevel = Literal["native", "fallback", "no"]
 

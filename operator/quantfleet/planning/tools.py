@@ -14,21 +14,30 @@ Defaults (tool `auto`):
   calibration is opt-in in 0.47, so the choice turns it on (`moe_calib_experts_ratio=1.0`).
 - mxfp4 on a MoE model stays with llm-compressor but ignores attention (`re:.*self_attn.*`), matching the
   MLP-only assumption of the capacity planner and of gpt-oss-style MXFP4 checkpoints.
+- AMD Quark 0.13 only where it is the better producer: the QuantizedModel's placement targets AMD GPUs
+  (spec.placement.nodeSelector names an `amd.com/gpu.*` label) and Quark has the scheme (fp8-dynamic, fp8-static,
+  mxfp4). Its `quant_method: quark` checkpoint is what vLLM's ROCm build and AMD's own published checkpoints use;
+  FP8 is exported OCP e4m3fn and converted to e4m3fnuz at load on MI300X (docs/quark.md). Without an AMD
+  placement, or for a scheme Quark does not make, the choice is the one above (the reason says why Quark was not
+  used where the placement is AMD).
 An explicit tool that cannot make the scheme is a `PlanError`, never a silent switch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from quantfleet.api.recipe import SCHEMES, Scheme, Tool, W4A16Algorithm
-from quantfleet.api.schemes import LLMC, MODELOPT, SCHEME_FORMATS, Format
+from quantfleet.api.gguf import IMATRIX_TYPES
+from quantfleet.api.recipe import GGUF_SCHEMES, SCHEMES, Scheme, Tool, W4A16Algorithm
+from quantfleet.api.schemes import LLAMA_CPP, LLMC, MODELOPT, QUARK, SCHEME_FORMATS, UNSUPPORTED_WHY, Format
 from quantfleet.hardware import GPU_TABLE, FormatSupport, GpuFacts, Support
+from quantfleet.hardware.labels import AMD_PREFIXES
 from quantfleet.planning.decision import PlanError
 from quantfleet.planning.model import ModelArch, router_ignore_patterns, router_patterns_known
 
-RequestedTool = Literal["auto", "llm-compressor", "modelopt"]
+RequestedTool = Literal["auto", "llm-compressor", "modelopt", "quark", "llama-cpp"]
 Algorithm = W4A16Algorithm
 REQUESTED_TOOLS: tuple[RequestedTool, ...] = get_args(RequestedTool)
 
@@ -48,7 +57,30 @@ _LLM_COMPRESSOR: dict[tuple[str, str | None], str] = {
     key: _llmc_recipe(entry.preset, entry.algorithm) for key, entry in LLMC.items()
 }
 _MODELOPT: dict[tuple[str, str | None], str] = {key: entry.preset for key, entry in MODELOPT.items()}
+_QUARK: dict[tuple[str, str | None], str] = {
+    key: f"QConfig(global_quant_config={entry.preset})" for key, entry in QUARK.items()
+}
+_TABLES: dict[Tool, dict[tuple[str, str | None], str]] = {
+    "llm-compressor": _LLM_COMPRESSOR,
+    "modelopt": _MODELOPT,
+    "quark": _QUARK,
+}
 _NO_DATA = frozenset({"fp8-dynamic", "fp8-block", "nvfp4a16"})  # weight-only or dynamic: no calibration data needed
+# Quark's mxfp4 has dynamic MX activations and MX weight scales from the weights: it runs no calibration pass.
+_QUARK_NO_DATA = frozenset({"fp8-dynamic", "mxfp4"})
+
+
+_QUARK_NO_KV = (
+    "quantfleet does not calibrate FP8 KV-cache scales with Quark (use llm-compressor or kvCacheScales false)"
+)
+
+
+def amd_placement(node_selector: Mapping[str, str] | None) -> str | None:
+    """The AMD GPU label (`key=value`) a placement's nodeSelector names, or None when it targets no AMD pool."""
+    for key, value in sorted((node_selector or {}).items()):
+        if key.startswith(AMD_PREFIXES):
+            return f"{key}={value}"
+    return None
 
 
 def scheme_rank(scheme: Scheme, support: FormatSupport) -> int | None:
@@ -97,8 +129,16 @@ def choose_tool(
     arch: ModelArch,
     *,
     algorithm: str | None = None,
+    amd_target: str | None = None,
+    kv_cache_scales: bool = False,
 ) -> ToolChoice:
-    """Pick llm-compressor or ModelOpt for `scheme` on `arch`; PlanError for impossible combinations."""
+    """Pick llm-compressor, ModelOpt or Quark for `scheme` on `arch`; PlanError for impossible combinations.
+
+    `amd_target` is the AMD GPU label the placement names (`amd_placement`), or None."""
+    if scheme in GGUF_SCHEMES:
+        return _gguf_choice(scheme, requested_tool, algorithm, kv_cache_scales)
+    if requested_tool == "llama-cpp":
+        raise PlanError(f"llama-cpp makes GGUF checkpoints only ({', '.join(GGUF_SCHEMES)}), not {scheme}")
     if scheme not in SCHEMES:
         raise PlanError(f"unknown scheme {scheme!r}; expected one of {', '.join(SCHEMES)}")
     if requested_tool not in REQUESTED_TOOLS:
@@ -114,8 +154,20 @@ def choose_tool(
     moe = arch.is_moe
 
     if requested_tool == "auto":
-        if scheme == "nvfp4" and moe:
-            tool: Tool = "modelopt"
+        tool: Tool
+        if amd_target and key in _QUARK and not kv_cache_scales:
+            tool = "quark"
+            why = (
+                f"auto: the placement targets AMD GPUs ({amd_target}) and AMD Quark makes {label}: its "
+                "quant_method quark checkpoint is the one vLLM's ROCm build serves"
+                + (
+                    " (FP8 exported OCP e4m3fn; vLLM converts it to e4m3fnuz at load on MI300X, docs/quark.md)"
+                    if scheme.startswith("fp8")
+                    else " (OCP MXFP4, native on MI355X/gfx950 only, docs/quark.md)"
+                )
+            )
+        elif scheme == "nvfp4" and moe:
+            tool = "modelopt"
             why = (
                 f"auto: nvfp4 on a MoE model ({arch.model_type}, {arch.num_experts} experts) uses ModelOpt "
                 "NVFP4_MLP_ONLY_CFG, the MLP-only recipe for MoE models (attention stays BF16; docs/calibration.md)"
@@ -123,12 +175,22 @@ def choose_tool(
         else:
             tool = "llm-compressor"
             why = f"auto: llm-compressor has a {label} preset and calibrates every MoE expert by default"
+        if amd_target and tool != "quark":
+            quark_can = ", ".join(sorted(s for s, _ in _QUARK))
+            why += f"; not Quark although the placement targets AMD GPUs ({amd_target}): " + (
+                _QUARK_NO_KV if key in _QUARK else f"it makes only {quark_can}"
+            )
     else:
-        tool = "llm-compressor" if requested_tool == "llm-compressor" else "modelopt"
-        table = _LLM_COMPRESSOR if tool == "llm-compressor" else _MODELOPT
+        tool = _requested(requested_tool)
+        table = _TABLES[tool]
         if key not in table:
             can = sorted(f"{s}{f' ({a})' if a else ''}" for s, a in table)
-            raise PlanError(f"{tool} cannot make {label}; it supports: {', '.join(can)}")
+            why_not = UNSUPPORTED_WHY.get((tool, _as_scheme(scheme)))
+            raise PlanError(
+                f"{tool} cannot make {label}; it supports: {', '.join(can)}" + (f" ({why_not})" if why_not else "")
+            )
+        if tool == "quark" and kv_cache_scales:
+            raise PlanError(f"quark cannot make {label} with kvCacheScales: {_QUARK_NO_KV}")
         why = f"requested tool {tool} supports {label}"
 
     if tool == "modelopt" and scheme == "w4a16" and moe:
@@ -140,9 +202,9 @@ def choose_tool(
     if tool == "modelopt":
         preset = "NVFP4_MLP_ONLY_CFG" if scheme == "nvfp4" and moe else _MODELOPT[key]
     else:
-        preset = _LLM_COMPRESSOR[key]
+        preset = _TABLES[tool][key]
     ignore = router_ignore_patterns(arch)
-    if mlp_only and tool == "llm-compressor":
+    if mlp_only and tool != "modelopt":
         ignore = (*ignore, ATTENTION_PATTERN)
         why += "; MLP-only on MoE: attention is ignored (stays BF16)"
 
@@ -159,7 +221,13 @@ def choose_tool(
         )
     if moe and tool == "modelopt":
         notes.append("ModelOpt 0.47 calibrates all experts only when asked: moe_calib_experts_ratio=1.0 is set")
-    if scheme in _NO_DATA:
+    if moe and tool == "quark":
+        notes.append(
+            "Quark 0.13 has no all-expert calibration option: quantfleet widens the routing of every MoE block during"
+            " calibration (docs/quark.md)"
+        )
+    no_data = _QUARK_NO_DATA if tool == "quark" else _NO_DATA
+    if scheme in no_data:
         notes.append(f"{scheme} needs no calibration data (dynamic or weight-only scales)")
     if scheme in ("nvfp4", "nvfp4a16", "mxfp4", "w4a16"):
         notes.append("4-bit: the quality gate (perplexity delta, non-finite = failure) decides Ready")
@@ -169,9 +237,47 @@ def choose_tool(
         reason=why,
         ignore=ignore,
         calibrate_all_experts=moe,
-        needs_calibration_data=scheme not in _NO_DATA,
+        needs_calibration_data=scheme not in no_data,
         notes=tuple(notes),
     )
+
+
+def _gguf_choice(scheme: str, requested_tool: str, algorithm: str | None, kv_cache_scales: bool) -> ToolChoice:
+    """GGUF schemes: llama.cpp's own converter, importance matrix and quantizer, and nothing else makes them."""
+    if requested_tool not in ("auto", "llama-cpp"):
+        raise PlanError(
+            f"{requested_tool} cannot make {scheme}: GGUF checkpoints are made by llama.cpp (tool llama-cpp)"
+        )
+    if algorithm is not None:
+        raise PlanError(f"algorithm {algorithm!r} only applies to w4a16, not {scheme}")
+    if kv_cache_scales:
+        raise PlanError(f"{scheme}: kvCacheScales does not apply to GGUF (llama.cpp keeps a 16-bit KV cache)")
+    preset = next(entry.preset for (s, _), entry in LLAMA_CPP.items() if s == scheme)
+    imatrix = preset in IMATRIX_TYPES
+    why = (
+        f"{'auto' if requested_tool == 'auto' else 'requested tool'}: llama.cpp makes {scheme} (convert_hf_to_gguf.py,"
+        f" then llama-quantize {preset}"
+        + (", with an importance matrix from the calibration text)" if imatrix else "; Q8_0 takes no imatrix)")
+    )
+    notes = ["GGUF: served by llama.cpp's server only (InferenceService runtime llama-cpp)"]
+    if not imatrix:
+        notes.append(f"{scheme} needs no calibration data (round-to-nearest per block of 32)")
+    return ToolChoice(
+        tool="llama-cpp",
+        preset=preset,
+        reason=why,
+        ignore=(),
+        calibrate_all_experts=False,
+        needs_calibration_data=imatrix,
+        notes=tuple(notes),
+    )
+
+
+def _requested(requested_tool: str) -> Tool:
+    for tool in _TABLES:
+        if tool == requested_tool:
+            return tool
+    raise PlanError(f"unknown tool {requested_tool!r}; expected one of {', '.join(REQUESTED_TOOLS)}")
 
 
 def placement_for(scheme: str) -> PlacementPreference:

@@ -20,6 +20,7 @@ from quantfleet.api.quantizedmodel import QuantizedModelSpec
 from quantfleet.hardware.pools import ClusterGpus
 from quantfleet.planning import weight_bytes
 from quantfleet.planning.placement import choose_calibration_pool, choose_gguf_pool
+from quantfleet.planning.tools import amd_placement
 from quantfleet.quantizedmodel.jobs import observe_job
 from quantfleet.quantizedmodel.plan import (
     PLACEMENT_ANNOTATION,
@@ -217,7 +218,7 @@ def _new_job(qm: Obj, plan: Plan, facts: ModelFacts) -> NotNow | tuple[Obj, tupl
     gpu_resource: str | None
     if placement_spec and placement_spec.node_selector:
         selector = dict(placement_spec.node_selector)
-        gpu_resource = "amd.com/gpu" if any(k.startswith("amd.com/") for k in selector) else "nvidia.com/gpu"
+        gpu_resource = "amd.com/gpu" if amd_placement(selector) else "nvidia.com/gpu"  # the rule the tool choice uses
         pool_name, gpus = "custom", override or 1
         if cpu_only:
             gpu_resource, gpus = None, 0

@@ -18,7 +18,7 @@ from quantfleet.api.quantizedmodel import QuantizedModelSpec
 from quantfleet.api.recipe import CalibrationRecipe
 from quantfleet.api.schemes import TOOL_CHECKPOINT_FORMAT
 from quantfleet.planning import ConfigError, ModelArch, PlanError, parse_model_config
-from quantfleet.planning.tools import choose_tool
+from quantfleet.planning.tools import amd_placement, choose_tool
 from quantfleet.render.calibration import StorageTarget, job_name, storage_target
 
 RETRY_ANNOTATION = "quantfleet.io/retry"
@@ -61,8 +61,17 @@ class Plan:
     job_name: str
 
 
+TOOL_PACKAGES: dict[str, str] = {
+    "llm-compressor": "llmcompressor",
+    "modelopt": "nvidia-modelopt",
+    "quark": "amd-quark",
+}
+
+
 def tool_version(tool: str) -> str:
-    return versions.get("python.llmcompressor" if tool == "llm-compressor" else "python.nvidia-modelopt")
+    if tool == "llama-cpp":  # not a Python package: the llama.cpp commit the calibration image builds
+        return versions.llama_cpp_tool_version()
+    return versions.get(f"python.{TOOL_PACKAGES[tool]}")
 
 
 def source_uri(spec: QuantizedModelSpec) -> str:
@@ -98,7 +107,14 @@ def make_plan(body: Obj, configmap: Obj | None) -> Plan:
         raise Invalid("SpecInvalid", first_error(exc, "spec")) from exc
     arch = load_arch(spec, configmap)
     try:
-        choice = choose_tool(spec.scheme, spec.tool, arch or UNKNOWN_DENSE, algorithm=spec.algorithm)
+        choice = choose_tool(
+            spec.scheme,
+            spec.tool,
+            arch or UNKNOWN_DENSE,
+            algorithm=spec.algorithm,
+            amd_target=amd_placement(spec.placement.node_selector if spec.placement else None),
+            kv_cache_scales=spec.kv_cache_scales,
+        )
     except PlanError as exc:
         raise Invalid("SpecInvalid", str(exc)) from exc
     if arch is None:

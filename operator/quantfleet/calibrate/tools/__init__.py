@@ -1,6 +1,6 @@
 """Adapters that drive one quantization tool each, behind one small interface.
 
-`run.py` does not know llm-compressor or ModelOpt; it asks `adapter_for(tool)` for an
+`run.py` does not know llm-compressor, ModelOpt or Quark; it asks `adapter_for(tool)` for an
 object that can prepare a model (so coverage hooks see the modules the tool calibrates),
 quantize it in memory, tell whether a forward pass is a calibration pass, and save the
 result in the tool's own checkpoint format.
@@ -42,6 +42,10 @@ def adapter_for(tool: Tool) -> ToolAdapter:
         from quantfleet.calibrate.tools.llmc import LLMCompressorAdapter
 
         return LLMCompressorAdapter()
+    if tool == "quark":
+        from quantfleet.calibrate.tools.quark import QuarkAdapter
+
+        return QuarkAdapter()
     if tool == "llama-cpp":
         raise ValueError("llama-cpp has no in-memory adapter: calibrate.gguf runs llama.cpp's programs on files")
     from quantfleet.calibrate.tools.modelopt import ModelOptAdapter

@@ -19,6 +19,7 @@ from typing import Any
 from quantfleet.api.recipe import CalibrationRecipe, Tool
 from quantfleet.api.schemes import ignore_patterns, support
 from quantfleet.calibrate.progress import Progress
+from quantfleet.calibrate.tools.routing import all_expert_hooks
 
 log = logging.getLogger("quantfleet.calibrate")
 
@@ -49,46 +50,6 @@ def build_config(recipe: CalibrationRecipe, model: Any, is_moe: bool) -> dict[st
         algorithm["moe_calib_experts_ratio"] = 1.0
     cfg["algorithm"] = algorithm
     return cfg
-
-
-def all_expert_hooks(model: Any) -> list[Any]:
-    """Route every calibration token through every expert where ModelOpt's own option cannot.
-
-    ModelOpt 0.47 applies `moe_calib_experts_ratio` only to MoE blocks it wraps as
-    `_QuantSparseSequentialMoe`, which requires iterable experts; transformers 5 stores
-    experts fused (3-D tensors), so on Qwen3-MoE / Mixtral the option is silently a no-op
-    (the coverage hooks show calibrated == routed). For such blocks a pre-hook runs the
-    experts once more with the router widened to all experts, output discarded, before
-    the block's normal forward; the router's real choice still produces the output.
-    """
-    from quantfleet.calibrate.coverage import find_moe_layers
-
-    handles = []
-    for layer in find_moe_layers(model):
-        block = model.get_submodule(layer.name)
-        if hasattr(block, "_moe_calib_experts_ratio"):
-            continue  # ModelOpt handles this block itself
-        router = layer.router
-        if not (hasattr(router, "top_k") and hasattr(router, "num_experts")):
-            log.warning("modelopt all-expert calibration unavailable for %s (router has no top_k)", layer.name)
-            continue
-
-        def pre_hook(mod: Any, args: tuple[Any, ...], router: Any = router) -> None:
-            hidden = args[0].reshape(-1, args[0].shape[-1])
-            top_k = router.top_k
-            router.top_k = router.num_experts
-            try:
-                _, weights, index = router(hidden)
-                mod.experts(hidden, index, weights)
-            finally:
-                router.top_k = top_k
-
-        handles.append(block.register_forward_pre_hook(pre_hook))
-    if handles:
-        log.info(
-            "modelopt all-expert calibration: quantfleet widens routing on %d fused-expert MoE block(s)", len(handles)
-        )
-    return handles
 
 
 class ModelOptAdapter:
@@ -124,7 +85,7 @@ class ModelOptAdapter:
             # Some algorithms (AWQ) call the loop more than once; count distinct tokens: the first pass.
             self._in_loop = self._loops == 0
             self._loops += 1
-            handles = all_expert_hooks(m) if (is_moe and recipe.calibrate_all_experts) else []
+            handles = all_expert_hooks(m, "modelopt") if (is_moe and recipe.calibrate_all_experts) else []
             try:
                 with torch.no_grad():
                     for block in calib:
