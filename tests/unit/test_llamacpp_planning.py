@@ -73,7 +73,12 @@ def test_cpu_pool_sized_like_vllm_cpu_pods() -> None:
     node = CpuNodeSize(memory_bytes=64 * GIB, cpus=16)
     d = decide_llamacpp(LLAMA_8B, "gguf-q4_k_m", PlanRequest(max_model_len=8192), cpu=("m7i", node))
     assert d.device == "cpu" and d.gpu_layers == 0 and d.cpu is not None
-    assert d.cpu.cpus == "15" and d.cpu.memory_bytes == int(64 * GIB * 0.92) // 2**20 * 2**20
+    need = d.capacity.weight_bytes + d.capacity.kv_cache_bytes_per_gpu + d.cpu.activation_bytes + d.cpu.runtime_bytes
+    assert d.cpu.cpus == "15" and need * 1.2 <= d.cpu.memory_bytes < need * 1.2 + 2**20  # what it needs, not the node
+    sized = decide_llamacpp(
+        LLAMA_8B, "gguf-q4_k_m", PlanRequest(max_model_len=8192), cpu=("m7i", CpuNodeSize(64 * GIB, 16, 12 * GIB, "8"))
+    )
+    assert sized.cpu is not None and (sized.cpu.memory_bytes, sized.cpu.cpus) == (12 * GIB, "8")  # the spec's
     assert "CPU kernels" in d.compute
     small = CpuNodeSize(memory_bytes=4 * GIB, cpus=4)
     with pytest.raises(PlanError) as err:

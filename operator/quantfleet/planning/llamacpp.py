@@ -13,8 +13,9 @@ gets its own pure planner (docs/runtimes.md):
 On a GPU pool every layer is offloaded (`--n-gpu-layers` = layers + 1, the output layer too) when the weights, the
 KV cache and the buffers fit in `gpu_memory_utilization` of the GPU; otherwise the layers that fit are offloaded and
 the rest run on the node's CPUs (slower, stated as a warning), and the pool is refused when not one layer fits. One
-GPU per replica: llama.cpp's layer split across GPUs is not planned. On a CPU pool the pod is sized like vLLM's CPU
-pods (the spec's resources, else a share of the smallest node) and everything must fit in its memory.
+GPU per replica: llama.cpp's layer split across GPUs is not planned. On a CPU pool everything must fit in the pod's memory (the
+spec's resources, else at most the share of the smallest node vLLM's CPU pods take); unless the spec sizes it, the
+pod asks for what llama-server allocates x 1.2, not the whole share.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ UBATCH = 512  # llama.cpp's default --ubatch-size
 KV_DTYPE = "f16"  # llama-server's default --cache-type-k / --cache-type-v
 GPU_RUNTIME_BYTES = 1 * GIB
 CPU_RUNTIME_BYTES = GIB // 2
+CPU_HEADROOM = 1.2  # a CPU pod's memory over what llama-server allocates (page cache of the mapped weights, slack)
 
 
 def gguf_weight_bytes(arch: ModelArch, scheme: GgufScheme) -> int:
@@ -98,6 +100,12 @@ def decide_llamacpp(
                 f" = {_gib(need)} GiB > {memory_words}",
                 kind="does-not-fit",
             )
+        if node.memory_limit_bytes is None:
+            # llama.cpp maps the weights and allocates the whole context at start: it needs no more than that
+            # (plus headroom), so the pod does not take the node's memory the way vLLM's CPU backend does
+            sized = min(memory, math.ceil(need * CPU_HEADROOM / MIB) * MIB)
+            memory_words = f"pod memory {_gib(sized)} GiB (what it needs x {CPU_HEADROOM:g}; {memory_words})"
+            memory = sized
         budget, device = memory, "cpu"
         where = f"CPU pool {name}: {memory_words}, {cpus} CPUs as threads"
         sizing: CpuSizing | None = CpuSizing(
