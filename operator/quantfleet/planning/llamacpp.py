@@ -13,9 +13,9 @@ gets its own pure planner (docs/runtimes.md):
 On a GPU pool every layer is offloaded (`--n-gpu-layers` = layers + 1, the output layer too) when the weights, the
 KV cache and the buffers fit in `gpu_memory_utilization` of the GPU; otherwise the layers that fit are offloaded and
 the rest run on the node's CPUs (slower, stated as a warning), and the pool is refused when not one layer fits. One
-GPU per replica: llama.cpp's layer split across GPUs is not planned. On a CPU pool everything must fit in the pod's memory (the
-spec's resources, else at most the share of the smallest node vLLM's CPU pods take); unless the spec sizes it, the
-pod asks for what llama-server allocates x 1.2, not the whole share.
+GPU per replica: llama.cpp's layer split across GPUs is not planned. On a CPU pool everything must fit in the pod's
+memory (the spec's resources, else at most the share of the smallest node vLLM's CPU pods take); unless the spec sizes
+it, the pod asks for what llama-server allocates x 1.2, not the whole share.
 """
 
 from __future__ import annotations
