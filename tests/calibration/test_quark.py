@@ -141,6 +141,26 @@ def test_data_free_schemes(
         assert not quant.quantizes("model.layers.0.self_attn.q_proj")
 
 
+def test_fp8_kv_cache_scales(tiny_model_dir: Path, run_calibrate) -> None:
+    # fp8-dynamic is data-free, but Quark's KV-cache output quantizers are static: they calibrate on the data
+    run = run_calibrate(tiny_model_dir, scheme="fp8-dynamic", tool="quark", ignore=ROUTERS, kv_cache_fp8=True)
+    assert run.code == 0, run.termination
+    config = read_config(run.output)
+    qc = config["quantization_config"]
+    assert qc["export"]["kv_cache_group"] == ["*k_proj", "*v_proj"]
+    assert qc["layer_quant_config"]["*k_proj"]["output_tensors"]["dtype"] == "fp8_e4m3"
+    quant = parse_checkpoint_quant(config)
+    planned = from_calibration("fp8-dynamic", "quark", kv_cache_scales=True, ignore=("lm_head", *ROUTERS))
+    assert quant is not None and quant.kv_cache == planned.kv_cache
+    assert (quant.weights, quant.activations) == (planned.weights, planned.activations)
+    dtypes = tensor_dtypes(run.output)
+    # loaded by vLLM as attn.k_scale / attn.v_scale (QuarkConfig.get_cache_scale_mapper)
+    assert dtypes["model.layers.1.self_attn.k_proj.output_scale"] == "F32"
+    assert dtypes["model.layers.1.self_attn.v_proj.output_scale"] == "F32"
+    assert "model.layers.1.self_attn.q_proj.output_scale" not in dtypes
+    assert parse_manifest(run.termination).expert_coverage is not None  # the data pass ran, experts counted
+
+
 def test_unsupported_pair_fails_cleanly(tiny_model_dir: Path, run_calibrate) -> None:
     run = run_calibrate(tiny_model_dir, scheme="fp8-block", tool="quark")
     assert run.code == 1

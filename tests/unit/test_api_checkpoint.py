@@ -410,3 +410,30 @@ def test_calibrated_quark_checkpoints() -> None:
     with pytest.raises(UnsupportedCheckpoint, match="only for fp8-dynamic, fp8-static, mxfp4"):
         from_calibration("nvfp4", "quark")
     assert Checkpoint.calibrated("fp8-dynamic", "quark", "pvc://ckpt/x").quant.method == "quark"
+
+
+def test_quark_kv_cache_from_layer_quant_config() -> None:
+    """Quark's FP8-KV export: k/v entries in layer_quant_config = global + a static FP8 output quantizer."""
+    fp8 = {"dtype": "fp8_e4m3", "qscheme": "per_tensor", "is_dynamic": False}
+    glob = {"weight": fp8, "input_tensors": fp8, "output_tensors": None}
+    kv = {**glob, "output_tensors": fp8}
+
+    def qc(layers: dict[str, Any], group: list[str]) -> dict[str, Any]:
+        return {
+            "model_type": "llama",
+            "quantization_config": {
+                "quant_method": "quark",
+                "export": {"kv_cache_group": group},
+                "global_quant_config": glob,
+                "layer_quant_config": layers,
+            },
+        }
+
+    q = parse_checkpoint_quant(qc({"*k_proj": kv, "*v_proj": kv}, ["*k_proj", "*v_proj"]))
+    assert q is not None and q.kv_cache is not None and q.kv_cache.source == "export.kv_cache_group"
+    with pytest.raises(UnsupportedCheckpoint, match="per-layer Quark schemes"):
+        parse_checkpoint_quant(qc({"*k_proj": {**kv, "weight": {**fp8, "qscheme": "per_channel"}}}, ["*k_proj"]))
+    with pytest.raises(UnsupportedCheckpoint, match="only fp8_e4m3 per_tensor"):
+        parse_checkpoint_quant(qc({"*k_proj": {**kv, "output_tensors": {**fp8, "dtype": "int8"}}}, ["*k_proj"]))
+    with pytest.raises(UnsupportedCheckpoint, match="kv_cache_group without matching"):
+        parse_checkpoint_quant(qc({}, ["*k_proj"]))

@@ -213,7 +213,13 @@ def test_quark_on_moe_keeps_routers_and_attention_rules_and_says_how_experts_are
     [
         ("fp8-block", None, False, "llm-compressor", "it makes only fp8-dynamic, fp8-static, mxfp4"),
         ("w4a16", "gptq", False, "llm-compressor", "it makes only fp8-dynamic, fp8-static, mxfp4"),
-        ("fp8-static", None, True, "llm-compressor", "quantfleet does not calibrate FP8 KV-cache scales with Quark"),
+        (
+            "mxfp4",
+            None,
+            True,
+            "llm-compressor",
+            "quantfleet calibrates FP8 KV-cache scales with Quark only for the fp8",
+        ),
     ],
 )
 def test_auto_says_why_not_quark_on_amd(scheme: str, algorithm: str | None, kv: bool, tool: str, why: str) -> None:
@@ -222,9 +228,13 @@ def test_auto_says_why_not_quark_on_amd(scheme: str, algorithm: str | None, kv: 
     assert f"not Quark although the placement targets AMD GPUs ({MI300X}): {why}" in choice.reason
 
 
-def test_explicit_quark_with_kv_cache_scales_is_refused() -> None:
-    with pytest.raises(PlanError, match="quark cannot make fp8-static with kvCacheScales"):
-        choose_tool("fp8-static", "quark", DENSE, kv_cache_scales=True)
+def test_quark_kv_cache_scales_go_with_the_fp8_schemes_only() -> None:
+    with pytest.raises(PlanError, match="quark cannot make mxfp4 with kvCacheScales"):
+        choose_tool("mxfp4", "quark", DENSE, kv_cache_scales=True)
+    auto = choose_tool("fp8-dynamic", "auto", DENSE, amd_target=MI300X, kv_cache_scales=True)
+    assert auto.tool == "quark"
+    assert auto.needs_calibration_data  # the k/v output quantizers are static: they calibrate on data
+    assert not choose_tool("fp8-dynamic", "quark", DENSE).needs_calibration_data
 
 
 def test_amd_placement_reads_the_amd_node_labeller_keys() -> None:

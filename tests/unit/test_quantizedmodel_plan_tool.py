@@ -46,10 +46,12 @@ def test_same_spec_without_amd_placement_keeps_llm_compressor() -> None:
     assert (p.recipe.tool, p.checkpoint_format) == ("llm-compressor", "compressed-tensors")
 
 
-def test_amd_placement_with_kv_cache_scales_stays_with_llm_compressor() -> None:
-    p = make_plan(body(scheme="fp8-static", kvCacheScales=True, placement={"nodeSelector": MI300X}), configmap())
-    assert p.recipe.tool == "llm-compressor"
-    assert "not Quark although the placement targets AMD GPUs" in p.tool_reason
+def test_amd_placement_with_kv_cache_scales() -> None:
+    fp8 = make_plan(body(scheme="fp8-static", kvCacheScales=True, placement={"nodeSelector": MI300X}), configmap())
+    assert (fp8.recipe.tool, fp8.recipe.kv_cache_fp8) == ("quark", True)
+    mx = make_plan(body(scheme="mxfp4", kvCacheScales=True, placement={"nodeSelector": MI300X}), configmap())
+    assert mx.recipe.tool == "llm-compressor"
+    assert "not Quark although the placement targets AMD GPUs" in mx.tool_reason
 
 
 @pytest.mark.parametrize(("scheme", "extra"), [("fp8-block", {}), ("w4a16", {"algorithm": "awq"})])

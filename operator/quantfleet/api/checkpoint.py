@@ -789,18 +789,31 @@ def _parse_quark(raw: Mapping[str, Any], model_type: str) -> CheckpointQuant:
     if not isinstance(raw.get("export"), Mapping):
         raise UnsupportedCheckpoint(m, "missing 'export' (QuarkConfig requires it)")
     glob = raw.get("global_quant_config")
-    layers = raw.get("layer_quant_config") or {}
-    type_layers = raw.get("layer_type_quant_config") or {}
-    if (
-        not isinstance(glob, Mapping)
-        or (isinstance(layers, Mapping) and any(v != glob for v in layers.values()))
-        or (isinstance(type_layers, Mapping) and any(v != glob for v in type_layers.values()))
-    ):
-        raise UnsupportedCheckpoint(m, "per-layer Quark schemes (layer_quant_config) are not planned by quantfleet")
-    w, a = glob.get("weight"), glob.get("input_tensors")
-    dtype = w.get("dtype") if isinstance(w, Mapping) else None
     export = raw["export"]
     kv_group = export.get("kv_cache_group") or []
+    layers = raw.get("layer_quant_config") or {}
+    type_layers = raw.get("layer_type_quant_config") or {}
+    if not isinstance(glob, Mapping) or not isinstance(layers, Mapping) or not isinstance(type_layers, Mapping):
+        raise UnsupportedCheckpoint(m, "global_quant_config / layer_quant_config must be JSON objects")
+    kv_layers = {k: v for k, v in layers.items() if any(fnmatch.fnmatchcase(str(k), str(p)) for p in kv_group)}
+    if any(v != glob for k, v in layers.items() if k not in kv_layers) or any(v != glob for v in type_layers.values()):
+        raise UnsupportedCheckpoint(m, "per-layer Quark schemes (layer_quant_config) are not planned by quantfleet")
+    for name, cfg in kv_layers.items():
+        # vLLM takes the KV-cache scheme from these entries' output_tensors and drops it (quark.py:307-338); the
+        # rest must be the global scheme, or the k/v projections would be quantized differently from the others.
+        out = cfg.get("output_tensors") if isinstance(cfg, Mapping) else None
+        if not isinstance(out, Mapping) or {**cfg, "output_tensors": None} != {**glob, "output_tensors": None}:
+            raise UnsupportedCheckpoint(m, f"layer_quant_config {name!r}: per-layer Quark schemes are not planned")
+        if out.get("dtype") != "fp8_e4m3" or out.get("qscheme") != "per_tensor":
+            raise UnsupportedCheckpoint(
+                m, f"KV cache {out.get('dtype')} {out.get('qscheme')}: vLLM 0.33.0 takes only fp8_e4m3 per_tensor"
+            )
+    if kv_group and not kv_layers:
+        raise UnsupportedCheckpoint(
+            m, "kv_cache_group without matching layer_quant_config entries (vLLM refuses it at start-up)"
+        )
+    w, a = glob.get("weight"), glob.get("input_tensors")
+    dtype = w.get("dtype") if isinstance(w, Mapping) else None
     kv = (
         KvCacheQuant("fp8_e4m3", calibrated=True, vllm_default=False, source="export.kv_cache_group")
         if kv_group

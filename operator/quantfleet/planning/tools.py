@@ -17,7 +17,8 @@ Defaults (tool `auto`):
 - AMD Quark 0.13 only where it is the better producer: the QuantizedModel's placement targets AMD GPUs
   (spec.placement.nodeSelector names an `amd.com/gpu.*` label) and Quark has the scheme (fp8-dynamic, fp8-static,
   mxfp4). Its `quant_method: quark` checkpoint is what vLLM's ROCm build and AMD's own published checkpoints use;
-  FP8 is exported OCP e4m3fn and converted to e4m3fnuz at load on MI300X (docs/quark.md). Without an AMD
+  FP8 is exported OCP e4m3fn and converted to e4m3fnuz at load on MI300X (docs/quark.md); FP8 KV-cache scales go
+  with the fp8 schemes only. Without an AMD
   placement, or for a scheme Quark does not make, the choice is the one above (the reason says why Quark was not
   used where the placement is AMD).
 An explicit tool that cannot make the scheme is a `PlanError`, never a silent switch.
@@ -71,7 +72,8 @@ _QUARK_NO_DATA = frozenset({"fp8-dynamic", "mxfp4"})
 
 
 _QUARK_NO_KV = (
-    "quantfleet does not calibrate FP8 KV-cache scales with Quark (use llm-compressor or kvCacheScales false)"
+    "quantfleet calibrates FP8 KV-cache scales with Quark only for the fp8 schemes (its KV recipe adds an FP8 output"
+    " quantizer to the FP8 k/v projections)"
 )
 
 
@@ -155,7 +157,8 @@ def choose_tool(
 
     if requested_tool == "auto":
         tool: Tool
-        if amd_target and key in _QUARK and not kv_cache_scales:
+        quark_kv_ok = not kv_cache_scales or scheme.startswith("fp8")
+        if amd_target and key in _QUARK and quark_kv_ok:
             tool = "quark"
             why = (
                 f"auto: the placement targets AMD GPUs ({amd_target}) and AMD Quark makes {label}: its "
@@ -189,7 +192,7 @@ def choose_tool(
             raise PlanError(
                 f"{tool} cannot make {label}; it supports: {', '.join(can)}" + (f" ({why_not})" if why_not else "")
             )
-        if tool == "quark" and kv_cache_scales:
+        if tool == "quark" and kv_cache_scales and not scheme.startswith("fp8"):
             raise PlanError(f"quark cannot make {label} with kvCacheScales: {_QUARK_NO_KV}")
         why = f"requested tool {tool} supports {label}"
 
@@ -226,7 +229,8 @@ def choose_tool(
             "Quark 0.13 has no all-expert calibration option: quantfleet widens the routing of every MoE block during"
             " calibration (docs/quark.md)"
         )
-    no_data = _QUARK_NO_DATA if tool == "quark" else _NO_DATA
+    # Quark's KV-cache recipe adds static output quantizers: they calibrate on data whatever the scheme
+    no_data = (_QUARK_NO_DATA if not kv_cache_scales else frozenset()) if tool == "quark" else _NO_DATA
     if scheme in no_data:
         notes.append(f"{scheme} needs no calibration data (dynamic or weight-only scales)")
     if scheme in ("nvfp4", "nvfp4a16", "mxfp4", "w4a16"):

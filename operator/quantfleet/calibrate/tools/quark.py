@@ -5,7 +5,9 @@ For AMD targets (docs/quark.md). The config is one global `QLayerConfig` taken f
 per-token inputs, `mxfp4` = OCP MXFP4 weights + dynamic MXFP4 inputs). `prepare` runs Quark's
 `preprocess_for_quantization`, which splits transformers-5 fused experts into one Linear per expert projection (and
 turns Qwen3-MoE routers into Linears, which the ignore list keeps in BF16). The recipe's ignore patterns (`re:`
-syntax) become the exact module names of Quark's `exclude`. Quark has no all-expert calibration option, so
+syntax) become the exact module names of Quark's `exclude`. FP8 KV-cache scales (fp8 schemes only) follow Quark's LLM
+template: a static FP8 output quantizer on every k/v projection, exported as `output_scale` with
+`export.kv_cache_group`. Quark has no all-expert calibration option, so
 quantfleet's widened-routing pass (`tools.routing`) runs during calibration when the recipe asks for it.
 
 The export writes `quantization_config` with `quant_method: quark` into config.json, experts split per expert,
@@ -52,11 +54,38 @@ def build_config(recipe: CalibrationRecipe, model: Any) -> Any:
     from quark.torch.quantization.config.template import QuantizationSchemeCollection
 
     plan = support("quark", recipe.scheme, recipe.algorithm)
-    if recipe.kv_cache_fp8:
-        raise ValueError("quantfleet does not calibrate FP8 KV-cache scales with Quark; use kv_cache_fp8=false")
     layer = QuantizationSchemeCollection().get_scheme(plan.preset).config
     exclude = excluded_modules(model, ignore_patterns(model.config.model_type, recipe.ignore))
-    return QConfig(global_quant_config=layer, exclude=exclude)
+    if not recipe.kv_cache_fp8:
+        return QConfig(global_quant_config=layer, exclude=exclude)
+    if not recipe.scheme.startswith("fp8") or any(n.endswith((".k_proj", ".v_proj")) for n in exclude):
+        raise ValueError(
+            "Quark FP8 KV-cache scales need FP8-quantized k_proj/v_proj layers (the fp8 schemes, attention not ignored)"
+        )
+    return QConfig(
+        global_quant_config=layer,
+        exclude=exclude,
+        layer_quant_config=kv_cache_layers(layer),
+        kv_cache_quant_config=kv_cache_layers(layer),
+        kv_cache_group=list(KV_CACHE_GROUP),
+    )
+
+
+# The k/v projections whose outputs are the KV cache: Quark's LLM template patterns, which vLLM's QuarkConfig reads
+# back from `export.kv_cache_group` (quark/quark.py:269-345) and whose `output_scale` it loads as k_scale / v_scale.
+KV_CACHE_GROUP = ("*k_proj", "*v_proj")
+
+
+def kv_cache_layers(layer: Any) -> dict[str, Any]:
+    """Quark's FP8 KV-cache recipe (`LLMTemplate._set_kv_cache_config`): each k/v projection keeps the global weight
+    and input config and adds a static per-tensor FP8 output quantizer."""
+    from quark.torch.quantization.config.config import FP8E4M3PerTensorSpec, QLayerConfig
+
+    kv = FP8E4M3PerTensorSpec(observer_method="min_max", is_dynamic=False).to_quantization_spec()
+    return {
+        pattern: QLayerConfig(weight=layer.weight, input_tensors=layer.input_tensors, output_tensors=kv)
+        for pattern in KV_CACHE_GROUP
+    }
 
 
 class QuarkAdapter:
