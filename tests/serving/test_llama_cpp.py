@@ -10,7 +10,9 @@ slots got max_model_len tokens of context (ctx-size = max_model_len x parallel).
 
 What is mapped from the pod to this machine, and nothing else (quantfleet_dev.llama_cpp.local_command): the image's
 /app/llama-server -> the build under the cache; --host 0.0.0.0 -> 127.0.0.1; --port 8000 -> a free port. The model
-path is passed to the renderer as this machine's path (the pod's would be /models/<path>/model.gguf).
+path is passed to the renderer as this machine's path (the pod's would be /models/<path>/model.gguf). On a CPU with
+AMX-INT8 (this one) the args carry --no-repack, as they must for such a CPU pool: without it llama-server segfaults
+in ggml_backend_amx_mul_mat on the first quantized matmul (upstream llama.cpp issue 20824).
 
 The llama.cpp build comes from a session fixture (`make llama-cpp` builds it first; without it the fixture builds it,
 ~25 min on 2 cores). Timings and perplexities are printed at the end of the run ("llama.cpp chain").
@@ -47,6 +49,8 @@ SECTION = "llama.cpp chain (calibrate tool llama-cpp -> render.llamacpp -> llama
 MAX_MODEL_LEN = 512
 PARALLEL = 2
 TINY = "tiny-llama-gguf-r2"  # bump the suffix when build_tiny_llama changes
+# As a CPU pool of such nodes would be rendered: ggml's AMX matmul segfaults on quantized GGUFs (api.llamacpp_flags).
+AMX_INT8 = "amx_int8" in Path("/proc/cpuinfo").read_text()
 
 
 @pytest.fixture(scope="session")
@@ -145,7 +149,9 @@ def test_gguf_chain(
 
     svc, roll = _svc(), _roll(out)
     command = llamacpp_command()
-    args = llamacpp_args(svc, roll, gguf_path=str(gguf), parallel=PARALLEL, n_gpu_layers=0, threads=2)
+    args = llamacpp_args(
+        svc, roll, gguf_path=str(gguf), parallel=PARALLEL, n_gpu_layers=0, threads=2, no_repack=AMX_INT8
+    )
     assert lf.problems_in_args(args) == []
     port = _free_port()
     with llama_cpp.start_server(command, args, port, tmp_path / "llama-server.log") as s:

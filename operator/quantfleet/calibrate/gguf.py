@@ -138,6 +138,12 @@ def _run(cmd: Sequence[object], step: str, env: dict[str, str] | None = None) ->
     return out
 
 
+# imatrix and perplexity run on the CPU backend's reference layouts: no repacking, no AMX. ggml's AMX matmul
+# segfaults on quantized GGUFs on AMX-INT8 CPUs at the pinned release (upstream issue 20824), and measuring with
+# the plain kernels keeps the numbers independent of the machine's ISA. Only speed changes.
+NO_REPACK = "--no-repack"
+
+
 def _threads() -> list[str]:
     threads = os.environ.get("QUANTFLEET_THREADS")
     return ["-t", threads] if threads else []
@@ -155,7 +161,20 @@ def convert(tools: LlamaCpp, model_dir: Path, out: Path, outtype: str = CONVERT_
 def imatrix(tools: LlamaCpp, model: Path, text: Path, out: Path, ctx: int) -> Path:
     """llama-imatrix: mean squared activations per weight column over `text`, in `ctx`-token chunks."""
     _run(
-        [tools.program("llama-imatrix"), "-m", model, "-f", text, "-o", out, "-c", ctx, "--no-ppl", *_threads()],
+        [
+            tools.program("llama-imatrix"),
+            "-m",
+            model,
+            "-f",
+            text,
+            "-o",
+            out,
+            "-c",
+            ctx,
+            "--no-ppl",
+            NO_REPACK,
+            *_threads(),
+        ],
         "imatrix",
     )
     return out
@@ -178,7 +197,7 @@ class Perplexity:
 
 def perplexity(tools: LlamaCpp, model: Path, text: Path, ctx: int, phase: str) -> Perplexity:
     """llama-perplexity over `text` in `ctx`-token chunks (each chunk scores its second half: ctx - 1 - ctx/2)."""
-    out = _run([tools.program("llama-perplexity"), "-m", model, "-f", text, "-c", ctx, *_threads()], phase)
+    out = _run([tools.program("llama-perplexity"), "-m", model, "-f", text, "-c", ctx, NO_REPACK, *_threads()], phase)
     m, c = _PPL.search(out), _CHUNKS.search(out)
     if m is None or c is None:
         raise LlamaCppFailed(f"{phase}: no perplexity in llama-perplexity's output:\n{out[-2000:]}")
