@@ -71,18 +71,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def calibrate(source: Path, out: Path, scheme: Scheme, root: Path) -> tuple[dict[str, Any], float]:
-    """`quantfleet calibrate` with tool llama-cpp; returns (the termination-log manifest, wall seconds)."""
-    recipe = CalibrationRecipe(
-        source_uri=str(source),
-        scheme=scheme,
-        tool="llama-cpp",
-        tool_version=versions.llama_cpp_tool_version(),
-        num_samples=64,
-        max_seq_length=128,
-        output_uri=str(out),
-        max_perplexity_delta=0.5,
-    )
+def run_calibrate(
+    source: Path, out: Path, scheme: Scheme, root: Path, **overrides: Any
+) -> tuple[subprocess.CompletedProcess[str], str, float]:
+    """`quantfleet calibrate` with tool llama-cpp; returns (the process, its termination message, wall seconds)."""
+    fields: dict[str, Any] = {
+        "source_uri": str(source),
+        "scheme": scheme,
+        "tool": "llama-cpp",
+        "tool_version": versions.llama_cpp_tool_version(),
+        "num_samples": 64,
+        "max_seq_length": 128,
+        "output_uri": str(out),
+        "max_perplexity_delta": 0.5,
+    }
+    recipe = CalibrationRecipe(**(fields | overrides))
     term = out.parent / f"{out.name}.term"
     env = {
         **os.environ,
@@ -98,8 +101,14 @@ def calibrate(source: Path, out: Path, scheme: Scheme, root: Path) -> tuple[dict
         env=env,
         timeout=1200,
     )
+    return proc, term.read_text() if term.is_file() else "", time.monotonic() - t0
+
+
+def calibrate(source: Path, out: Path, scheme: Scheme, root: Path) -> tuple[dict[str, Any], float]:
+    """A successful `quantfleet calibrate`: (the termination-log manifest, wall seconds)."""
+    proc, term, seconds = run_calibrate(source, out, scheme, root)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    return json.loads(term.read_text()), time.monotonic() - t0
+    return json.loads(term), seconds
 
 
 def _svc() -> ServiceInput:
@@ -191,3 +200,15 @@ def test_gguf_chain(
         f"{q.eval_tokens} tokens); calibrate {calib_s:.1f} s, "
         f"llama-server /health in {startup:.1f} s, 16-token completion {completion_s:.2f} s",
     )
+
+
+def test_gguf_quality_gate_and_tool_version(tiny_llama: Path, llama_cpp_root: Path, tmp_path: Path) -> None:
+    """A breached max_perplexity_delta and a tool_version the build is not: both fail saying why, publish nothing."""
+    out = tmp_path / "gated"
+    proc, term, _ = run_calibrate(tiny_llama, out, "gguf-q4_k_m", llama_cpp_root, max_perplexity_delta=-0.5)
+    assert proc.returncode == 1 and "above max_perplexity_delta" in term, term
+    assert not out.exists() and not list(tmp_path.glob(".gguf-work-*")) and not list(tmp_path.glob(".gated.partial-*"))
+
+    proc, term, _ = run_calibrate(tiny_llama, out, "gguf-q8_0", llama_cpp_root, tool_version="deadbeef")
+    assert proc.returncode == 1 and "recipe asks for llama-cpp deadbeef but this image has 0c1e57098" in term, term
+    assert not out.exists()
