@@ -195,14 +195,24 @@ class Perplexity:
     ctx: int
 
 
+# llama.cpp logs through a background thread and never flushes it at exit (the logger is leaked on purpose,
+# common/log.cpp, upstream issue 22142), so llama-perplexity sometimes exits 0 without its last lines, the "Final
+# estimate" among them (3 runs in 40 here, on a busy 2-core machine). Such a run is repeated.
+PERPLEXITY_ATTEMPTS = 3
+
+
 def perplexity(tools: LlamaCpp, model: Path, text: Path, ctx: int, phase: str) -> Perplexity:
     """llama-perplexity over `text` in `ctx`-token chunks (each chunk scores its second half: ctx - 1 - ctx/2)."""
-    out = _run([tools.program("llama-perplexity"), "-m", model, "-f", text, "-c", ctx, NO_REPACK, *_threads()], phase)
-    m, c = _PPL.search(out), _CHUNKS.search(out)
-    if m is None or c is None:
-        raise LlamaCppFailed(f"{phase}: no perplexity in llama-perplexity's output:\n{out[-2000:]}")
-    chunks, n_ctx = int(c.group(1)), int(c.group(2))
-    return Perplexity(float(m.group(1)), chunks * (n_ctx - 1 - n_ctx // 2), chunks, n_ctx)
+    cmd = [tools.program("llama-perplexity"), "-m", model, "-f", text, "-c", ctx, NO_REPACK, *_threads()]
+    out = ""
+    for attempt in range(1, PERPLEXITY_ATTEMPTS + 1):
+        out = _run(cmd, phase)
+        m, c = _PPL.search(out), _CHUNKS.search(out)
+        if m is not None and c is not None:
+            chunks, n_ctx = int(c.group(1)), int(c.group(2))
+            return Perplexity(float(m.group(1)), chunks * (n_ctx - 1 - n_ctx // 2), chunks, n_ctx)
+        log.warning("llama.cpp step=%s attempt=%d: no final estimate in the output (log lost at exit)", phase, attempt)
+    raise LlamaCppFailed(f"{phase}: no perplexity in llama-perplexity's output:\n{out[-2000:]}")
 
 
 def write_text(tokenizer: Any, blocks: list[list[int]], path: Path) -> Path:
