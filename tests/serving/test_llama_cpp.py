@@ -10,7 +10,9 @@ slots got max_model_len tokens of context (ctx-size = max_model_len x parallel).
 
 What is mapped from the pod to this machine, and nothing else (quantfleet_dev.llama_cpp.local_command): the image's
 /app/llama-server -> the build under the cache; --host 0.0.0.0 -> 127.0.0.1; --port 8000 -> a free port. The model
-path is passed to the renderer as this machine's path (the pod's would be /models/<path>/model.gguf).
+path is passed to the renderer as this machine's path (the pod's would be /models/<path>/model.gguf). On a CPU with
+AMX-INT8 (this one) the args carry --no-repack, as they must for such a CPU pool: without it llama-server segfaults
+in ggml_backend_amx_mul_mat on the first quantized matmul (upstream llama.cpp issue 20824).
 
 The llama.cpp build comes from a session fixture (`make llama-cpp` builds it first; without it the fixture builds it,
 ~25 min on 2 cores). Timings and perplexities are printed at the end of the run ("llama.cpp chain").
@@ -47,6 +49,8 @@ SECTION = "llama.cpp chain (calibrate tool llama-cpp -> render.llamacpp -> llama
 MAX_MODEL_LEN = 512
 PARALLEL = 2
 TINY = "tiny-llama-gguf-r2"  # bump the suffix when build_tiny_llama changes
+# As a CPU pool of such nodes would be rendered: ggml's AMX matmul segfaults on quantized GGUFs (api.llamacpp_flags).
+AMX_INT8 = "amx_int8" in Path("/proc/cpuinfo").read_text()
 
 
 @pytest.fixture(scope="session")
@@ -67,18 +71,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def calibrate(source: Path, out: Path, scheme: Scheme, root: Path) -> tuple[dict[str, Any], float]:
-    """`quantfleet calibrate` with tool llama-cpp; returns (the termination-log manifest, wall seconds)."""
-    recipe = CalibrationRecipe(
-        source_uri=str(source),
-        scheme=scheme,
-        tool="llama-cpp",
-        tool_version=versions.llama_cpp_tool_version(),
-        num_samples=64,
-        max_seq_length=128,
-        output_uri=str(out),
-        max_perplexity_delta=0.5,
-    )
+def run_calibrate(
+    source: Path, out: Path, scheme: Scheme, root: Path, **overrides: Any
+) -> tuple[subprocess.CompletedProcess[str], str, float]:
+    """`quantfleet calibrate` with tool llama-cpp; returns (the process, its termination message, wall seconds)."""
+    fields: dict[str, Any] = {
+        "source_uri": str(source),
+        "scheme": scheme,
+        "tool": "llama-cpp",
+        "tool_version": versions.llama_cpp_tool_version(),
+        "num_samples": 64,
+        "max_seq_length": 128,
+        "output_uri": str(out),
+        "max_perplexity_delta": 0.5,
+    }
+    recipe = CalibrationRecipe(**(fields | overrides))
     term = out.parent / f"{out.name}.term"
     env = {
         **os.environ,
@@ -94,8 +101,14 @@ def calibrate(source: Path, out: Path, scheme: Scheme, root: Path) -> tuple[dict
         env=env,
         timeout=1200,
     )
+    return proc, term.read_text() if term.is_file() else "", time.monotonic() - t0
+
+
+def calibrate(source: Path, out: Path, scheme: Scheme, root: Path) -> tuple[dict[str, Any], float]:
+    """A successful `quantfleet calibrate`: (the termination-log manifest, wall seconds)."""
+    proc, term, seconds = run_calibrate(source, out, scheme, root)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
-    return json.loads(term.read_text()), time.monotonic() - t0
+    return json.loads(term), seconds
 
 
 def _svc() -> ServiceInput:
@@ -145,7 +158,9 @@ def test_gguf_chain(
 
     svc, roll = _svc(), _roll(out)
     command = llamacpp_command()
-    args = llamacpp_args(svc, roll, gguf_path=str(gguf), parallel=PARALLEL, n_gpu_layers=0, threads=2)
+    args = llamacpp_args(
+        svc, roll, gguf_path=str(gguf), parallel=PARALLEL, n_gpu_layers=0, threads=2, no_repack=AMX_INT8
+    )
     assert lf.problems_in_args(args) == []
     port = _free_port()
     with llama_cpp.start_server(command, args, port, tmp_path / "llama-server.log") as s:
@@ -185,3 +200,15 @@ def test_gguf_chain(
         f"{q.eval_tokens} tokens); calibrate {calib_s:.1f} s, "
         f"llama-server /health in {startup:.1f} s, 16-token completion {completion_s:.2f} s",
     )
+
+
+def test_gguf_quality_gate_and_tool_version(tiny_llama: Path, llama_cpp_root: Path, tmp_path: Path) -> None:
+    """A breached max_perplexity_delta and a tool_version the build is not: both fail saying why, publish nothing."""
+    out = tmp_path / "gated"
+    proc, term, _ = run_calibrate(tiny_llama, out, "gguf-q4_k_m", llama_cpp_root, max_perplexity_delta=-0.5)
+    assert proc.returncode == 1 and "above max_perplexity_delta" in term, term
+    assert not out.exists() and not list(tmp_path.glob(".gguf-work-*")) and not list(tmp_path.glob(".gated.partial-*"))
+
+    proc, term, _ = run_calibrate(tiny_llama, out, "gguf-q8_0", llama_cpp_root, tool_version="deadbeef")
+    assert proc.returncode == 1 and "recipe asks for llama-cpp deadbeef but this image has 0c1e57098" in term, term
+    assert not out.exists()

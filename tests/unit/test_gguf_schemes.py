@@ -83,3 +83,12 @@ def test_pinned_images_and_tool_version() -> None:
     )
     assert versions.llama_cpp_image(cuda=True).endswith(f":server-cuda-b{versions.get('llama-cpp.build')}")
     assert versions.llama_cpp_tool_version() == versions.get("llama-cpp.commit")
+
+
+@pytest.mark.parametrize("scheme", GGUF_SCHEMES)
+def test_calibration_placement_names_no_gpu_pool_for_gguf(scheme: Scheme) -> None:
+    from quantfleet.hardware.pools import ClusterGpus
+    from quantfleet.planning.placement import choose_calibration_pool
+
+    placement = choose_calibration_pool(ClusterGpus(pools=()), scheme, None, False, None)
+    assert placement.pool is None and "llama.cpp on CPU" in placement.reason

@@ -73,10 +73,10 @@ def _roll(cpu: bool) -> PoolRollout:
 
 
 def _rendered() -> list[list[str]]:
-    """Every shape of argument list the renderer makes (CPU with threads, GPU without)."""
+    """Every shape of argument list the renderer makes (CPU with threads and --no-repack, GPU with neither)."""
     path = gguf_path(ModelLocation("pvc://models/tiny-q4"))
     return [
-        llamacpp_args(_svc(), _roll(True), gguf_path=path, parallel=2, n_gpu_layers=0, threads=4),
+        llamacpp_args(_svc(), _roll(True), gguf_path=path, parallel=2, n_gpu_layers=0, threads=4, no_repack=True),
         llamacpp_args(_svc(), _roll(False), gguf_path=path, parallel=8, n_gpu_layers=lf.ALL_LAYERS, threads=None),
     ]
 
@@ -130,6 +130,7 @@ def test_renderer_shape() -> None:
     assert cpu[cpu.index(lf.FLAG_THREADS) + 1] == "4" and lf.FLAG_THREADS not in gpu
     assert gpu[gpu.index(lf.FLAG_N_GPU_LAYERS) + 1] == str(lf.ALL_LAYERS)
     assert lf.FLAG_METRICS in cpu and lf.FLAG_METRICS in gpu
+    assert lf.FLAG_NO_REPACK in cpu and lf.FLAG_NO_REPACK not in gpu
 
 
 def test_problems_in_args_catches_undeclared_and_repeated_flags() -> None:

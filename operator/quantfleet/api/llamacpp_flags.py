@@ -33,9 +33,13 @@ FLAG_N_GPU_LAYERS: Final = "--n-gpu-layers"  # layers offloaded to the GPU (0 on
 FLAG_THREADS: Final = "--threads"  # CPU threads for generation (CPU pools: the pod's pinned CPUs)
 FLAG_METRICS: Final = "--metrics"  # enables /metrics (Prometheus text); off by default
 FLAG_NO_WEBUI: Final = "--no-webui"  # API only: the built-in chat page is not served
+# Keeps the weights out of the CPU backend's extra buffer types (repacked layouts, and AMX). On CPUs with AMX-INT8
+# (Sapphire Rapids and later) ggml's AMX matmul segfaults on quantized GGUFs at this release (ggml_backend_amx_mul_mat;
+# upstream llama.cpp issue 20824, closed stale without a fix; reproduced here on Q8_0 and Q4_K_M, docs/llama-cpp.md).
+FLAG_NO_REPACK: Final = "--no-repack"
 
 # Flags that take no value.
-SWITCHES: Final[frozenset[str]] = frozenset({FLAG_METRICS, FLAG_NO_WEBUI})
+SWITCHES: Final[frozenset[str]] = frozenset({FLAG_METRICS, FLAG_NO_WEBUI, FLAG_NO_REPACK})
 
 # Every option the operator can put on a llama-server command line. The contract test checks each against arg.cpp.
 EMITTED_FLAGS: Final[frozenset[str]] = frozenset(
@@ -50,6 +54,7 @@ EMITTED_FLAGS: Final[frozenset[str]] = frozenset(
         FLAG_THREADS,
         FLAG_METRICS,
         FLAG_NO_WEBUI,
+        FLAG_NO_REPACK,
     }
 )
 

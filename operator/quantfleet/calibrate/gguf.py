@@ -138,6 +138,12 @@ def _run(cmd: Sequence[object], step: str, env: dict[str, str] | None = None) ->
     return out
 
 
+# imatrix and perplexity run on the CPU backend's reference layouts: no repacking, no AMX. ggml's AMX matmul
+# segfaults on quantized GGUFs on AMX-INT8 CPUs at the pinned release (upstream issue 20824), and measuring with
+# the plain kernels keeps the numbers independent of the machine's ISA. Only speed changes.
+NO_REPACK = "--no-repack"
+
+
 def _threads() -> list[str]:
     threads = os.environ.get("QUANTFLEET_THREADS")
     return ["-t", threads] if threads else []
@@ -155,7 +161,20 @@ def convert(tools: LlamaCpp, model_dir: Path, out: Path, outtype: str = CONVERT_
 def imatrix(tools: LlamaCpp, model: Path, text: Path, out: Path, ctx: int) -> Path:
     """llama-imatrix: mean squared activations per weight column over `text`, in `ctx`-token chunks."""
     _run(
-        [tools.program("llama-imatrix"), "-m", model, "-f", text, "-o", out, "-c", ctx, "--no-ppl", *_threads()],
+        [
+            tools.program("llama-imatrix"),
+            "-m",
+            model,
+            "-f",
+            text,
+            "-o",
+            out,
+            "-c",
+            ctx,
+            "--no-ppl",
+            NO_REPACK,
+            *_threads(),
+        ],
         "imatrix",
     )
     return out
@@ -176,14 +195,24 @@ class Perplexity:
     ctx: int
 
 
+# llama.cpp logs through a background thread and never flushes it at exit (the logger is leaked on purpose,
+# common/log.cpp, upstream issue 22142), so llama-perplexity sometimes exits 0 without its last lines, the "Final
+# estimate" among them (3 runs in 40 here, on a busy 2-core machine). Such a run is repeated.
+PERPLEXITY_ATTEMPTS = 3
+
+
 def perplexity(tools: LlamaCpp, model: Path, text: Path, ctx: int, phase: str) -> Perplexity:
     """llama-perplexity over `text` in `ctx`-token chunks (each chunk scores its second half: ctx - 1 - ctx/2)."""
-    out = _run([tools.program("llama-perplexity"), "-m", model, "-f", text, "-c", ctx, *_threads()], phase)
-    m, c = _PPL.search(out), _CHUNKS.search(out)
-    if m is None or c is None:
-        raise LlamaCppFailed(f"{phase}: no perplexity in llama-perplexity's output:\n{out[-2000:]}")
-    chunks, n_ctx = int(c.group(1)), int(c.group(2))
-    return Perplexity(float(m.group(1)), chunks * (n_ctx - 1 - n_ctx // 2), chunks, n_ctx)
+    cmd = [tools.program("llama-perplexity"), "-m", model, "-f", text, "-c", ctx, NO_REPACK, *_threads()]
+    out = ""
+    for attempt in range(1, PERPLEXITY_ATTEMPTS + 1):
+        out = _run(cmd, phase)
+        m, c = _PPL.search(out), _CHUNKS.search(out)
+        if m is not None and c is not None:
+            chunks, n_ctx = int(c.group(1)), int(c.group(2))
+            return Perplexity(float(m.group(1)), chunks * (n_ctx - 1 - n_ctx // 2), chunks, n_ctx)
+        log.warning("llama.cpp step=%s attempt=%d: no final estimate in the output (log lost at exit)", phase, attempt)
+    raise LlamaCppFailed(f"{phase}: no perplexity in llama-perplexity's output:\n{out[-2000:]}")
 
 
 def write_text(tokenizer: Any, blocks: list[list[int]], path: Path) -> Path:

@@ -468,6 +468,8 @@ def rollouts(spec: InferenceServiceSpec, decisions: list[Obj]) -> list[PoolRollo
             progress_deadline_seconds=deadline,
             runtime=d.get("runtime") or "vllm",
             gfx_arch=gfx_arch_of(d["gpu"]) if d.get("gpuResource") == "amd.com/gpu" else None,
+            # AMX nodes, or nodes without NFD labels that may have AMX
+            cpu_amx=d.get("device") == "cpu" and d["gpu"] in ("cpu-amx", "cpu-unknown"),
             gpu_layers=d.get("gpuLayers") or 0,
             parallel=spec.expected_concurrency,
         )

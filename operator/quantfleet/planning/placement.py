@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from quantfleet.api.recipe import Scheme
-from quantfleet.api.schemes import SCHEME_FORMATS
+from quantfleet.api.schemes import scheme_format
 from quantfleet.hardware.pools import ClusterGpus, CpuPool, GpuPool
 from quantfleet.planning.tools import scheme_rank
 
@@ -46,7 +46,10 @@ def gpus_needed(bf16_weight_bytes: int | None, gpu_memory_mib: int) -> int:
 def choose_calibration_pool(
     cluster: ClusterGpus, scheme: Scheme, bf16_weight_bytes: int | None, allow_fallback: bool, override_gpus: int | None
 ) -> Placement:
-    field = SCHEME_FORMATS[scheme].format
+    fmt = scheme_format(scheme)
+    if fmt is None:  # GGUF: llama.cpp's programs, CPU build in the calibration image; no GPU format to match
+        return Placement(None, 0, False, f"{scheme} is calibrated by llama.cpp on CPU: no GPU pool is chosen for it")
+    field = fmt.format
     candidates = [p for p in cluster.pools if p.facts.vendor == "nvidia" and p.usable]
     if not candidates:
         return Placement(None, 0, False, "no usable NVIDIA GPU pool in the cluster (calibration tools need CUDA)")

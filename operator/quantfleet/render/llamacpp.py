@@ -29,13 +29,22 @@ def gguf_path(model: ModelLocation) -> str:
 
 
 def llamacpp_args(
-    svc: ServiceInput, roll: PoolRollout, *, gguf_path: str, parallel: int, n_gpu_layers: int, threads: int | None
+    svc: ServiceInput,
+    roll: PoolRollout,
+    *,
+    gguf_path: str,
+    parallel: int,
+    n_gpu_layers: int,
+    threads: int | None,
+    no_repack: bool = False,
 ) -> list[str]:
     """llama-server arguments: every request gets svc.max_model_len tokens of context in one of `parallel` slots.
 
     `n_gpu_layers`: 0 on a CPU pool, lf.ALL_LAYERS to offload every layer. `threads`: the pod's pinned CPUs on a CPU
     pool; None on GPU pools (llama.cpp's default). `roll` is taken for symmetry with render.vllm.vllm_args (the pool
-    decides the three numbers above); spec.vllm.extraArgs are vLLM flags and are not passed.
+    decides the three numbers above); spec.vllm.extraArgs are vLLM flags and are not passed. `no_repack`: set it
+    for CPU pools whose nodes have AMX-INT8 (NFD label feature.node.kubernetes.io/cpu-cpuid.AMXINT8): ggml's AMX
+    matmul crashes on quantized GGUFs at the pinned release (lf.FLAG_NO_REPACK says more).
     """
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1, got {parallel}")
@@ -57,4 +66,6 @@ def llamacpp_args(
     ]
     if threads is not None:
         args += [lf.FLAG_THREADS, str(threads)]
+    if no_repack:
+        args.append(lf.FLAG_NO_REPACK)
     return [*args, lf.FLAG_METRICS, lf.FLAG_NO_WEBUI]

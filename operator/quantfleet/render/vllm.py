@@ -119,6 +119,7 @@ class PoolRollout:
     progress_deadline_seconds: int | None = None  # None: the startup budget plus PROGRESS_MARGIN_SECONDS
     runtime: str = "vllm"  # vllm | sglang | llama-cpp
     gfx_arch: str | None = None  # AMD pools: the GPUs' gfx arch (SGLang ships one ROCm image per arch)
+    cpu_amx: bool = False  # a CPU pool of AMX nodes (llama.cpp: --no-repack, its AMX matmul crashes on GGUF)
     gpu_layers: int = 0  # llama-cpp: layers offloaded to the GPU
     parallel: int = 1  # llama-cpp: request slots (--parallel)
 
@@ -252,6 +253,7 @@ def runtime_container(svc: ServiceInput, roll: PoolRollout) -> RuntimeContainer:
                 parallel=roll.parallel,
                 n_gpu_layers=roll.gpu_layers,
                 threads=threads,
+                no_repack=roll.cpu is not None and roll.cpu_amx,
             ),
             base_env,
             lf.HEALTH_PATH,
