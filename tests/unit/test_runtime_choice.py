@@ -150,6 +150,7 @@ def test_gguf_on_cpu_and_gpu_pools_renders_llama_server() -> None:
         args = c["args"]
         assert args[args.index("--model") + 1] == "/models/llama-q4/abc/model.gguf"
         assert args[args.index("--ctx-size") + 1] == str(8192 * 2) and args[args.index("--parallel") + 1] == "2"
-    assert cpu["args"][cpu["args"].index("--n-gpu-layers") + 1] == "0"
+    assert cpu["args"][cpu["args"].index("--n-gpu-layers") + 1] == "0" and "--no-repack" in cpu["args"]  # AMX
+    assert "--no-repack" not in gpu["args"]
     assert gpu["args"][gpu["args"].index("--n-gpu-layers") + 1] == "33"
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == "1" and "nvidia.com/gpu" not in cpu["resources"]["limits"]
