@@ -52,11 +52,11 @@ def service(model: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
     }
 
 
-def outcome(obj: dict[str, Any], qm: dict[str, Any] | None = None) -> Any:
+def outcome(obj: dict[str, Any], qm: dict[str, Any] | None = None, nodes: list[Any] = CLUSTER) -> Any:
     return isvc.outcome(
         obj,
         isvc.ServiceFacts(
-            pools=group_pools(CLUSTER),
+            pools=group_pools(nodes),
             configmaps={"cfg": {"data": {"config.json": CONFIG}}},
             quantized_model=qm,
             deployments={},
@@ -154,3 +154,10 @@ def test_gguf_on_cpu_and_gpu_pools_renders_llama_server() -> None:
     assert "--no-repack" not in gpu["args"]
     assert gpu["args"][gpu["args"].index("--n-gpu-layers") + 1] == "33"
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == "1" and "nvidia.com/gpu" not in cpu["resources"]["limits"]
+
+
+def test_llama_cpp_refuses_amd_gpus() -> None:
+    ref = {"quantizedModelRef": {"name": "llama-q4"}}
+    pools = [{"name": "m", "nodeSelector": {"amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM"}}]
+    nodes = [*CLUSTER, gpu_node("mi300x-0", "MI300X", 8)]
+    assert "no ROCm image" in refused(outcome(service(ref, pools=pools), gguf_qm(), nodes))

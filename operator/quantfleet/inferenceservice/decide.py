@@ -277,6 +277,12 @@ def _decide(spec: InferenceServiceSpec, model: ResolvedModel, pool: GpuPool | Cp
         request = _request(spec, model, 1)
         if isinstance(pool, CpuPool):
             return decide_llamacpp(model.arch, model.gguf[0], request, cpu=(pool.name, _cpu_node_size(spec, pool)))
+        if pool.facts.vendor != "nvidia":
+            raise PlanError(
+                "runtime llama-cpp serves CPU pools and NVIDIA GPUs: the pinned llama.cpp server images are the CPU and"
+                " CUDA builds (no ROCm image is pinned)",
+                kind="unsupported",
+            )
         return decide_llamacpp(model.arch, model.gguf[0], request, gpu=pool.facts)
     if runtime == "sglang" and cpu:
         raise PlanError("runtime sglang serves GPU pools only (SGLang has no CPU backend here)", kind="unsupported")
