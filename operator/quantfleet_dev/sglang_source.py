@@ -33,25 +33,31 @@ This module does I/O (pip, the file system); it stays outside the pure packages.
 from __future__ import annotations
 
 import ast
-import configparser
-import functools
-import http
 import logging
-import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from quantfleet import versions
 from quantfleet.api import sglang_flags
 from quantfleet.hardware import sglang as sglang_hardware
-from quantfleet_dev.vllm_source import SourceLayoutError, WheelUnavailableError, cache_root, read_wheel
+from quantfleet_dev import wheel_source
+from quantfleet_dev.wheel_source import (
+    ROUTE_METHODS,
+    SourceLayoutError,
+    console_scripts,
+    constant,
+    keyword,
+    metric_names_in,
+    name_of,
+    parse,
+    read_wheel,
+    release_version,
+    status_codes,
+    texts_under,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +86,6 @@ LAUNCH_SERVER = "sglang/launch_server.py"
 
 _DEPRECATION_WORDS = ("deprecat", "will be removed", "no longer supported")
 _METRIC_NAME = re.compile(r"sglang:[a-zA-Z_][a-zA-Z0-9_]*")
-_ROUTE_METHODS = frozenset({"get", "post", "put", "delete", "patch", "head", "api_route", "route"})
 
 
 @dataclass(frozen=True)
@@ -126,65 +131,14 @@ def fetch_wheel(version: str | None = None, *, wheel_dir: Path | None = None) ->
     ``${QUANTFLEET_CACHE:-~/.cache/quantfleet}/wheels/``; the download lands in a private temporary directory and is
     moved into place, so concurrent test runs never see a partial file.
     """
-    override = os.environ.get(WHEEL_ENV)
-    if override:
-        path = Path(override).expanduser()
-        if not path.is_file():
-            raise WheelUnavailableError(f"{WHEEL_ENV}={override} is not a file")
-        return path
-    version = version or versions.get("sglang.version")
-    wheel_dir = wheel_dir or cache_root() / "wheels"
-    cached = _cached_wheel(wheel_dir, version)
-    if cached is not None:
-        return cached
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".sglang-download-", dir=wheel_dir))
-    try:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "--implementation",
-            "cp",
-            "--python-version",
-            WHEEL_PYTHON,
-        ]
-        for platform in WHEEL_PLATFORMS:
-            cmd += ["--platform", platform]
-        cmd += ["--dest", str(staging), f"sglang=={version}"]
-        log.info("downloading sglang wheel version=%s dest=%s", version, wheel_dir)
-        started = time.monotonic()
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
-        if done.returncode != 0:
-            raise WheelUnavailableError(
-                f"pip download of sglang=={version} failed (exit {done.returncode}); it needs PyPI, or set "
-                f"{WHEEL_ENV} to a wheel file.\n{done.stderr[-2000:]}"
-            )
-        downloaded = _cached_wheel(staging, version)
-        if downloaded is None:
-            raise WheelUnavailableError(f"pip download of sglang=={version} left no wheel in {staging}")
-        final = wheel_dir / downloaded.name
-        os.replace(downloaded, final)
-        log.info(
-            "downloaded sglang wheel file=%s bytes=%d seconds=%.1f",
-            final.name,
-            final.stat().st_size,
-            time.monotonic() - started,
-        )
-        return final
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _cached_wheel(directory: Path, version: str) -> Path | None:
-    if not directory.is_dir():
-        return None
-    found = sorted(p for p in directory.glob(f"sglang-{version}-*.whl") if p.is_file())
-    return found[0] if found else None
+    return wheel_source.fetch_wheel(
+        "sglang",
+        version or versions.get("sglang.version"),
+        platforms=WHEEL_PLATFORMS,
+        override_env=WHEEL_ENV,
+        python_version=WHEEL_PYTHON,
+        wheel_dir=wheel_dir,
+    )
 
 
 def read_sources(path: Path) -> dict[str, str]:
@@ -208,44 +162,16 @@ def load(version: str | None = None) -> SglangSource:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse(path: str, text: str) -> ast.Module:
-    """Parse once per (path, text): the doctored-source tests re-parse a release that differs in one file."""
-    return ast.parse(text, filename=path)
-
-
 def _module(files: Mapping[str, str], path: str) -> ast.Module:
     if path not in files:
         raise SourceLayoutError(f"{path} is not in the sglang wheel")
-    return _parse(path, files[path])
-
-
-def _name_of(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    return ""
-
-
-def _constant(node: ast.expr | None) -> object:
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
-        value = node.operand.value
-        if isinstance(value, int | float):
-            return -value
-    return None
-
-
-def _keyword(call: ast.Call, name: str) -> ast.expr | None:
-    return next((kw.value for kw in call.keywords if kw.arg == name), None)
+    return parse(path, files[path])
 
 
 def _strings(node: ast.expr | None) -> list[str] | None:
     """The strings of a list/tuple/set literal (None when it is something else)."""
     if isinstance(node, ast.List | ast.Tuple | ast.Set):
-        values = [_constant(e) for e in node.elts]
+        values = [constant(e) for e in node.elts]
         if all(isinstance(v, str) for v in values):
             return [str(v) for v in values]
     return None
@@ -277,9 +203,9 @@ def _module_lists(module: ast.Module) -> dict[str, list[str]]:
 
 def _input_namespaces(files: Mapping[str, str]) -> list[str]:
     for stmt in _module(files, SERVER_ARGS).body:
-        named = isinstance(stmt, ast.Assign) and any(_name_of(t) == "_INPUT_NAMESPACES" for t in stmt.targets)
+        named = isinstance(stmt, ast.Assign) and any(name_of(t) == "_INPUT_NAMESPACES" for t in stmt.targets)
         if named and isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.List):
-            return [_name_of(e) for e in stmt.value.elts]
+            return [name_of(e) for e in stmt.value.elts]
     raise SourceLayoutError(f"{SERVER_ARGS}: _INPUT_NAMESPACES (the namespaces whose fields are options) is gone")
 
 
@@ -298,26 +224,26 @@ def _annotated_parts(annotation: ast.expr) -> tuple[ast.expr, ast.expr] | None:
     None when the field has no CLI metadata (``add_cli_args_from_dataclass`` skips it)."""
     if (
         isinstance(annotation, ast.Subscript)
-        and _name_of(annotation.value) in ("A", "Annotated")
+        and name_of(annotation.value) in ("A", "Annotated")
         and isinstance(annotation.slice, ast.Tuple)
         and len(annotation.slice.elts) >= 2
     ):
         for meta in annotation.slice.elts[1:]:
-            is_arg = isinstance(meta, ast.Call) and _name_of(meta.func) == "Arg"
-            if is_arg or isinstance(meta, ast.JoinedStr | ast.BinOp) or isinstance(_constant(meta), str):
+            is_arg = isinstance(meta, ast.Call) and name_of(meta.func) == "Arg"
+            if is_arg or isinstance(meta, ast.JoinedStr | ast.BinOp) or isinstance(constant(meta), str):
                 return annotation.slice.elts[0], meta
     return None
 
 
 def _literal_values(tp: ast.expr) -> list[str] | None:
     """The strings of ``Literal[...]``, also inside ``Optional[...]`` / ``X | None``."""
-    if isinstance(tp, ast.Subscript) and _name_of(tp.value) == "Optional":
+    if isinstance(tp, ast.Subscript) and name_of(tp.value) == "Optional":
         return _literal_values(tp.slice)
     if isinstance(tp, ast.BinOp):
         return _literal_values(tp.left) or _literal_values(tp.right)
-    if isinstance(tp, ast.Subscript) and _name_of(tp.value) == "Literal":
+    if isinstance(tp, ast.Subscript) and name_of(tp.value) == "Literal":
         elts = tp.slice.elts if isinstance(tp.slice, ast.Tuple) else [tp.slice]
-        values = [_constant(e) for e in elts]
+        values = [constant(e) for e in elts]
         return [str(v) for v in values]
     return None
 
@@ -341,21 +267,21 @@ def _field_options(path: str, cls: ast.ClassDef, lists: Mapping[str, list[str]],
         choices: list[str] | None = None
         help_text = ""
         action: ast.expr | None = None
-        if isinstance(meta, ast.Call) and _name_of(meta.func) == "Arg":
-            if _constant(_keyword(meta, "no_cli")) is True:
+        if isinstance(meta, ast.Call) and name_of(meta.func) == "Arg":
+            if constant(keyword(meta, "no_cli")) is True:
                 continue
-            named = _constant(_keyword(meta, "cli_name"))
+            named = constant(keyword(meta, "cli_name"))
             cli_name = named if isinstance(named, str) else cli_name
-            aliases = _strings(_keyword(meta, "aliases")) or []
-            choice_node = _keyword(meta, "choices")
+            aliases = _strings(keyword(meta, "aliases")) or []
+            choice_node = keyword(meta, "choices")
             if choice_node is not None:
                 choices = _strings(choice_node)
                 if choices is None and isinstance(choice_node, ast.Name):
                     if choice_node.id not in lists:
                         raise SourceLayoutError(f"{path}: {field_name} choices {choice_node.id} not found")
                     choices = lists[choice_node.id]
-            help_text = _text(_keyword(meta, "help"))
-            action = _keyword(meta, "action")
+            help_text = _text(keyword(meta, "help"))
+            action = keyword(meta, "action")
         else:
             help_text = _text(meta)
         if choices is None:
@@ -369,8 +295,8 @@ def _field_options(path: str, cls: ast.ClassDef, lists: Mapping[str, list[str]],
                 out.boolean.add(name)
         if (action is not None and "deprecat" in ast.unparse(action).lower()) or _says_deprecated(help_text):
             out.deprecated.update(names)
-        if stmt.value is not None and (isinstance(stmt.value, ast.Constant) or _constant(stmt.value) is not None):
-            out.defaults[field_name] = _constant(stmt.value)
+        if stmt.value is not None and (isinstance(stmt.value, ast.Constant) or constant(stmt.value) is not None):
+            out.defaults[field_name] = constant(stmt.value)
 
 
 def _says_deprecated(text: str) -> bool:
@@ -389,19 +315,19 @@ def _explicit_options(files: Mapping[str, str], lists: Mapping[str, list[str]], 
     )
     if method is None:
         raise SourceLayoutError(f"{SERVER_ARGS}: ServerArgs.add_cli_args not found")
-    if not any(isinstance(n, ast.Call) and _name_of(n.func) == "add_cli_args_from_dataclass" for n in ast.walk(method)):
+    if not any(isinstance(n, ast.Call) and name_of(n.func) == "add_cli_args_from_dataclass" for n in ast.walk(method)):
         raise SourceLayoutError(f"{SERVER_ARGS}: ServerArgs.add_cli_args no longer derives options from the fields")
     for node in ast.walk(method):
-        if not (isinstance(node, ast.Call) and _name_of(node.func) == "add_argument"):
+        if not (isinstance(node, ast.Call) and name_of(node.func) == "add_argument"):
             continue
-        names = [str(_constant(a)) for a in node.args if isinstance(_constant(a), str)]
+        names = [str(constant(a)) for a in node.args if isinstance(constant(a), str)]
         options = [n for n in names if n.startswith("-")]
         if not options:
             continue
-        dest = _constant(_keyword(node, "dest"))
+        dest = constant(keyword(node, "dest"))
         field_name = dest if isinstance(dest, str) else options[0].lstrip("-").replace("-", "_")
-        action = _keyword(node, "action")
-        choice_node = _keyword(node, "choices")
+        action = keyword(node, "action")
+        choice_node = keyword(node, "choices")
         choices = _strings(choice_node)
         if choices is None and isinstance(choice_node, ast.Name) and choice_node.id in lists:
             choices = lists[choice_node.id]
@@ -412,7 +338,7 @@ def _explicit_options(files: Mapping[str, str], lists: Mapping[str, list[str]], 
             if action is not None and "store_true" in ast.unparse(action).lower():
                 out.boolean.add(option)
         if (action is not None and "deprecat" in ast.unparse(action).lower()) or _says_deprecated(
-            _text(_keyword(node, "help"))
+            _text(keyword(node, "help"))
         ):
             out.deprecated.update(options)
 
@@ -423,7 +349,7 @@ def _options(files: Mapping[str, str]) -> _Options:
     out = _Options(flags={}, deprecated=set(), boolean=set(), choices={}, defaults={})
     found: set[str] = set()
     for path in sorted(p for p in files if p.startswith(FIELDS_DIR) and p.endswith(".py")):
-        module = _parse(path, files[path])
+        module = parse(path, files[path])
         local_lists = {**lists, **_module_lists(module)}
         for stmt in module.body:
             if isinstance(stmt, ast.ClassDef) and stmt.name in namespaces:
@@ -443,23 +369,23 @@ def _quantization_methods(files: Mapping[str, str]) -> dict[str, str]:
     for stmt in module.body:
         if isinstance(stmt, ast.AnnAssign | ast.Assign):
             targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            if any(_name_of(t) == "BASE_QUANTIZATION_METHODS" for t in targets) and isinstance(stmt.value, ast.Dict):
+            if any(name_of(t) == "BASE_QUANTIZATION_METHODS" for t in targets) and isinstance(stmt.value, ast.Dict):
                 for key in stmt.value.keys:
-                    if isinstance(_constant(key), str):
-                        methods[str(_constant(key))] = ""
+                    if isinstance(constant(key), str):
+                        methods[str(constant(key))] = ""
         elif isinstance(stmt, ast.If):
             condition = ast.unparse(stmt.test)
             for node in ast.walk(stmt):
                 if (
                     isinstance(node, ast.Call)
-                    and _name_of(node.func) == "update"
+                    and name_of(node.func) == "update"
                     and isinstance(node.func, ast.Attribute)
-                    and _name_of(node.func.value) == "BASE_QUANTIZATION_METHODS"
+                    and name_of(node.func.value) == "BASE_QUANTIZATION_METHODS"
                     and node.args
                     and isinstance(node.args[0], ast.Dict)
                 ):
                     for key in node.args[0].keys:
-                        value = _constant(key)
+                        value = constant(key)
                         if isinstance(value, str):
                             methods.setdefault(value, condition)
     if not methods:
@@ -472,7 +398,7 @@ def _rocm_methods(files: Mapping[str, str]) -> frozenset[str]:
         if isinstance(node, ast.FunctionDef) and node.name == "_verify_quantization":
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Assign) and any(
-                    _name_of(t) == "rocm_supported_quantization" for t in sub.targets
+                    name_of(t) == "rocm_supported_quantization" for t in sub.targets
                 ):
                     values = _strings(sub.value)
                     if values is None:
@@ -486,7 +412,7 @@ def _min_capabilities(files: Mapping[str, str]) -> dict[str, int]:
     for path in sorted(p for p in files if p.startswith(QUANT_DIR) and p.endswith(".py")):
         if "get_min_capability" not in files[path]:
             continue
-        for node in ast.walk(_parse(path, files[path])):
+        for node in ast.walk(parse(path, files[path])):
             if not isinstance(node, ast.ClassDef):
                 continue
             for item in node.body:
@@ -494,21 +420,9 @@ def _min_capabilities(files: Mapping[str, str]) -> dict[str, int]:
                     last = item.body[-1]
                     if isinstance(last, ast.Return) and last.value is not None:
                         value = last.value.orelse if isinstance(last.value, ast.IfExp) else last.value
-                        if isinstance(_constant(value), int):
-                            out[node.name] = int(str(_constant(value)))
+                        if isinstance(constant(value), int):
+                            out[node.name] = int(str(constant(value)))
     return out
-
-
-def _status_codes(func: ast.AST) -> set[int]:
-    codes: set[int] = set()
-    for node in ast.walk(func):
-        if isinstance(node, ast.keyword) and node.arg == "status_code":
-            value = _constant(node.value)
-            if isinstance(value, int):
-                codes.add(value)
-            elif isinstance(node.value, ast.Attribute) and node.value.attr in http.HTTPStatus.__members__:
-                codes.add(http.HTTPStatus[node.value.attr].value)
-    return codes
 
 
 def _routes(files: Mapping[str, str]) -> dict[str, frozenset[int]]:
@@ -517,34 +431,16 @@ def _routes(files: Mapping[str, str]) -> dict[str, frozenset[int]]:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             for deco in node.decorator_list:
                 if isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute) and deco.args:
-                    route = _constant(deco.args[0])
-                    if deco.func.attr in _ROUTE_METHODS and isinstance(route, str) and route.startswith("/"):
-                        routes.setdefault(route, set()).update(_status_codes(node))
-    for path, text in _texts(files, "sglang/srt/", "Mount("):
-        for node in ast.walk(_parse(path, text)):
-            if isinstance(node, ast.Call) and _name_of(node.func) == "Mount" and node.args:
-                route = _constant(node.args[0])
+                    route = constant(deco.args[0])
+                    if deco.func.attr in ROUTE_METHODS and isinstance(route, str) and route.startswith("/"):
+                        routes.setdefault(route, set()).update(status_codes(node))
+    for path, text in texts_under(files, "sglang/srt/", "Mount("):
+        for node in ast.walk(parse(path, text)):
+            if isinstance(node, ast.Call) and name_of(node.func) == "Mount" and node.args:
+                route = constant(node.args[0])
                 if isinstance(route, str) and route.startswith("/"):
                     routes.setdefault(route, set())
     return {route: frozenset(codes) for route, codes in routes.items()}
-
-
-def _texts(files: Mapping[str, str], prefix: str, marker: str) -> Iterator[tuple[str, str]]:
-    for path in sorted(files):
-        if path.startswith(prefix) and path.endswith(".py") and marker in files[path]:
-            yield path, files[path]
-
-
-@functools.lru_cache(maxsize=1024)
-def _metric_names_in(path: str, text: str) -> frozenset[str]:
-    names: set[str] = set()
-    for node in ast.walk(_parse(path, text)):
-        if isinstance(node, ast.Call):
-            for candidate in (_keyword(node, "name"), node.args[0] if node.args else None):
-                value = _constant(candidate)
-                if isinstance(value, str) and _METRIC_NAME.fullmatch(value):
-                    names.add(value)
-    return frozenset(names)
 
 
 def _launch_module(files: Mapping[str, str]) -> tuple[bool, tuple[str, ...]]:
@@ -560,7 +456,7 @@ def _launch_module(files: Mapping[str, str]) -> tuple[bool, tuple[str, ...]]:
     if main is None:
         return False, ()
     parses = any(
-        isinstance(n, ast.Call) and _name_of(n.func) == "prepare_server_args" and "sys.argv" in ast.unparse(n)
+        isinstance(n, ast.Call) and name_of(n.func) == "prepare_server_args" and "sys.argv" in ast.unparse(n)
         for n in ast.walk(main)
     )
     messages = [_text(n) for n in ast.walk(main) if isinstance(n, ast.Constant | ast.JoinedStr | ast.BinOp)]
@@ -568,31 +464,17 @@ def _launch_module(files: Mapping[str, str]) -> tuple[bool, tuple[str, ...]]:
     return parses, deprecations
 
 
-def _dist_info(files: Mapping[str, str], name: str) -> str:
-    found = [p for p in files if p.endswith(f".dist-info/{name}")]
-    if not found:
-        raise SourceLayoutError(f"the wheel has no .dist-info/{name}")
-    return files[found[0]]
-
-
 def parse_source(files: Mapping[str, str], *, origin: str) -> SglangSource:
     """Parse an SGLang release's files (path inside the wheel -> text) into an :class:`SglangSource`."""
-    metadata = _dist_info(files, "METADATA")
-    version = next((line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Version:")), "")
-    entry_points = configparser.ConfigParser(interpolation=None)
-    entry_points.read_string(_dist_info(files, "entry_points.txt"))
-    console_scripts = (
-        frozenset(entry_points["console_scripts"]) if entry_points.has_section("console_scripts") else frozenset()
-    )
     options = _options(files)
     if len(options.flags) < 50:
         raise SourceLayoutError(f"only {len(options.flags)} launch options found: the field layout changed")
     parses, deprecations = _launch_module(files)
     metric_names: set[str] = set()
-    for path, text in _texts(files, "sglang/srt/", '"sglang:'):
-        metric_names.update(_metric_names_in(path, text))
+    for path, text in texts_under(files, "sglang/srt/", '"sglang:'):
+        metric_names.update(metric_names_in(path, text, _METRIC_NAME))
     return SglangSource(
-        version=version,
+        version=release_version(files),
         origin=origin,
         flags=dict(options.flags),
         deprecated_flags=frozenset(options.deprecated),
@@ -604,7 +486,7 @@ def parse_source(files: Mapping[str, str], *, origin: str) -> SglangSource:
         min_capabilities=_min_capabilities(files),
         routes=_routes(files),
         metric_names=frozenset(metric_names),
-        console_scripts=console_scripts,
+        console_scripts=console_scripts(files),
         launch_module_parses_argv=parses,
         launch_module_deprecations=deprecations,
     )

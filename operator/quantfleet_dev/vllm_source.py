@@ -27,24 +27,31 @@ This module does I/O (pip, the file system); it stays outside the pure packages.
 from __future__ import annotations
 
 import ast
-import configparser
 import functools
-import http
 import logging
-import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from quantfleet import versions
 from quantfleet.api import vllm_flags
+from quantfleet_dev import wheel_source
+from quantfleet_dev.wheel_source import (
+    ROUTE_METHODS,
+    SourceLayoutError,
+    console_scripts,
+    constant,
+    keyword,
+    metric_names_in,
+    name_of,
+    parse,
+    read_wheel,
+    release_version,
+    status_codes,
+    texts_under,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +68,11 @@ WHEEL_PLATFORMS: tuple[str, ...] = (
 )
 # Set to a wheel file to use it instead of downloading (air-gapped CI).
 WHEEL_ENV = "QUANTFLEET_VLLM_WHEEL"
-CACHE_ENV = "QUANTFLEET_CACHE"
 
 _DEPRECATION_WORDS = ("deprecat", "will be removed")
 _FLAG_IN_TEXT = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
 # Prometheus metric names vLLM defines (`vllm::op` torch custom-op names and log text are not metrics).
 _METRIC_NAME = re.compile(r"vllm:[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-class SourceLayoutError(RuntimeError):
-    """A definition the parser relies on is not where, or not what, it was: vLLM moved or reshaped it.
-
-    Raised instead of returning an empty answer, so a refactor upstream fails the contract test loudly and points at
-    the parser to adapt (docs/vllm-contract.md says how).
-    """
-
-
-class WheelUnavailableError(RuntimeError):
-    """The pinned vLLM wheel could not be downloaded or read."""
 
 
 @dataclass(frozen=True)
@@ -113,11 +107,6 @@ class VllmSource:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def cache_root() -> Path:
-    """``$QUANTFLEET_CACHE`` or ``~/.cache/quantfleet``: outside the checkout, shared by every worktree."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "quantfleet").expanduser()
-
-
 def fetch_wheel(version: str | None = None, *, wheel_dir: Path | None = None) -> Path:
     """Return the vLLM wheel of ``version`` (default: the pin), downloading it once into the cache.
 
@@ -126,76 +115,13 @@ def fetch_wheel(version: str | None = None, *, wheel_dir: Path | None = None) ->
     it is fetched once per machine. The download lands in a private temporary directory and is moved into place, so
     concurrent test runs never see a partial file.
     """
-    override = os.environ.get(WHEEL_ENV)
-    if override:
-        path = Path(override).expanduser()
-        if not path.is_file():
-            raise WheelUnavailableError(f"{WHEEL_ENV}={override} is not a file")
-        return path
-    version = version or versions.get("vllm.version")
-    wheel_dir = wheel_dir or cache_root() / "wheels"
-    cached = _cached_wheel(wheel_dir, version)
-    if cached is not None:
-        return cached
-    wheel_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".vllm-download-", dir=wheel_dir))
-    try:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-        ]
-        for platform in WHEEL_PLATFORMS:
-            cmd += ["--platform", platform]
-        cmd += ["--dest", str(staging), f"vllm=={version}"]
-        log.info("downloading vllm wheel version=%s dest=%s", version, wheel_dir)
-        started = time.monotonic()
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
-        if done.returncode != 0:
-            raise WheelUnavailableError(
-                f"pip download of vllm=={version} failed (exit {done.returncode}); it needs PyPI, or set {WHEEL_ENV} "
-                f"to a wheel file.\n{done.stderr[-2000:]}"
-            )
-        downloaded = _cached_wheel(staging, version)
-        if downloaded is None:
-            raise WheelUnavailableError(f"pip download of vllm=={version} left no wheel in {staging}")
-        final = wheel_dir / downloaded.name
-        os.replace(downloaded, final)
-        log.info(
-            "downloaded vllm wheel file=%s bytes=%d seconds=%.1f",
-            final.name,
-            final.stat().st_size,
-            time.monotonic() - started,
-        )
-        return final
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _cached_wheel(directory: Path, version: str) -> Path | None:
-    if not directory.is_dir():
-        return None
-    found = sorted(p for p in directory.glob(f"vllm-{version}-*.whl") if p.is_file())
-    return found[0] if found else None
-
-
-def read_wheel(path: Path) -> dict[str, str]:
-    """Return the wheel's Python sources and dist-info text files (name -> text); nothing is extracted to disk."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return {
-                name: zf.read(name).decode("utf-8", errors="replace")
-                for name in zf.namelist()
-                if name.endswith(".py") or (".dist-info/" in name and not name.endswith("/"))
-            }
-    except zipfile.BadZipFile as exc:
-        raise WheelUnavailableError(
-            f"{path} is not a readable wheel (truncated download?): delete it and retry"
-        ) from exc
+    return wheel_source.fetch_wheel(
+        "vllm",
+        version or versions.get("vllm.version"),
+        platforms=WHEEL_PLATFORMS,
+        override_env=WHEEL_ENV,
+        wheel_dir=wheel_dir,
+    )
 
 
 def load(version: str | None = None) -> VllmSource:
@@ -218,7 +144,7 @@ class _Tree:
 
     def module(self, path: str) -> ast.Module:
         if path not in self._parsed:
-            self._parsed[path] = _parse(path, self.files[path])
+            self._parsed[path] = parse(path, self.files[path])
         return self._parsed[path]
 
     def locate(self, preferred: str, marker: str, what: str) -> str:
@@ -231,28 +157,16 @@ class _Tree:
         return found[0]
 
     def under(self, prefix: str, marker: str) -> Iterator[tuple[str, ast.Module]]:
-        for path in sorted(self.files):
-            if path.startswith(prefix) and path.endswith(".py") and marker in self.files[path]:
-                yield path, self.module(path)
+        for path, _ in texts_under(self.files, prefix, marker):
+            yield path, self.module(path)
 
     def texts_under(self, prefix: str, marker: str) -> Iterator[tuple[str, str]]:
-        for path in sorted(self.files):
-            if path.startswith(prefix) and path.endswith(".py") and marker in self.files[path]:
-                yield path, self.files[path]
-
-
-@functools.lru_cache(maxsize=2048)
-def _parse(path: str, text: str) -> ast.Module:
-    """Parse once per (path, text): the doctored-source tests re-parse a release that differs in one file.
-
-    The trees are only read, never modified, so sharing them is safe.
-    """
-    return ast.parse(text, filename=path)
+        return texts_under(self.files, prefix, marker)
 
 
 def _literal_strings(node: ast.expr, where: str) -> list[str]:
     """The strings of ``Literal["a", "b"]`` (or of a list/tuple/set of strings)."""
-    if isinstance(node, ast.Subscript) and _name_of(node.value) == "Literal":
+    if isinstance(node, ast.Subscript) and name_of(node.value) == "Literal":
         node = node.slice
     elems = node.elts if isinstance(node, ast.Tuple | ast.List | ast.Set) else [node]
     out: list[str] = []
@@ -261,14 +175,6 @@ def _literal_strings(node: ast.expr, where: str) -> list[str]:
             raise SourceLayoutError(f"{where}: expected string literals, found {ast.dump(elt)[:80]}")
         out.append(elt.value)
     return out
-
-
-def _name_of(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    return ""
 
 
 def _module_assignment(module: ast.Module, name: str) -> ast.expr | None:
@@ -312,7 +218,7 @@ def _mro(classes: Mapping[str, ast.ClassDef], name: str) -> list[ast.ClassDef]:
         if current is None or current in out:
             continue
         out.append(current)
-        pending.extend(_name_of(base) for base in current.bases)
+        pending.extend(name_of(base) for base in current.bases)
     return out
 
 
@@ -336,20 +242,6 @@ def _calls(node: ast.AST, attr: str) -> Iterator[ast.Call]:
             yield sub
 
 
-def _constant(node: ast.expr | None) -> object:
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
-        value = node.operand.value
-        if isinstance(value, int | float):
-            return -value
-    return None
-
-
-def _keyword(call: ast.Call, name: str) -> ast.expr | None:
-    return next((kw.value for kw in call.keywords if kw.arg == name), None)
-
-
 @dataclass
 class _Parser:
     """Accumulates the `vllm serve` argparse options reachable from make_arg_parser."""
@@ -366,7 +258,7 @@ class _Parser:
         for call in _calls(body, "add_argument"):
             self._add_argument(call, where)
         for call in _calls(body, "add_cli_args"):
-            owner = _name_of(call.func.value) if isinstance(call.func, ast.Attribute) else ""
+            owner = name_of(call.func.value) if isinstance(call.func, ast.Attribute) else ""
             if owner and owner in self.classes:
                 self.add_class(owner)
 
@@ -391,7 +283,7 @@ class _Parser:
         names = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
         if not names:
             return  # the field-derived form, handled in add_class
-        dest_node = _constant(_keyword(call, "dest"))
+        dest_node = constant(keyword(call, "dest"))
         options = [n for n in names if n.startswith("-")]
         if not options:
             self.positionals.add(str(dest_node or names[0]))
@@ -400,8 +292,8 @@ class _Parser:
         dest = str(dest_node) if isinstance(dest_node, str) else long_opts[0].lstrip("-").replace("-", "_")
         for option in options:
             self.flags[option] = dest
-        action = _keyword(call, "action")
-        if _constant(_keyword(call, "deprecated")) is True or (
+        action = keyword(call, "action")
+        if constant(keyword(call, "deprecated")) is True or (
             action is not None and "deprecat" in ast.unparse(action).lower()
         ):
             self.deprecated.update(options)
@@ -455,16 +347,13 @@ def _resolve_default(tree: _Tree, class_name: str, field_name: str, preferred: s
         if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name):
             class_name, field_name, preferred = value.value.id, value.attr, ""
             continue
-        if isinstance(value, ast.Call) and _name_of(value.func) in ("Field", "field"):
-            value = _keyword(value, "default")
-        constant = _constant(value)
-        if constant is None:
+        if isinstance(value, ast.Call) and name_of(value.func) in ("Field", "field"):
+            value = keyword(value, "default")
+        default = constant(value)
+        if default is None:
             raise SourceLayoutError(f"{path}: {class_name}.{field_name} has no literal default")
-        return constant
+        return default
     raise SourceLayoutError(f"{class_name}.{field_name}: default indirection too deep")
-
-
-_ROUTE_METHODS = frozenset({"get", "post", "put", "delete", "patch", "head", "api_route", "route"})
 
 
 def _routes(tree: _Tree) -> dict[str, frozenset[int]]:
@@ -479,78 +368,39 @@ def _routes(tree: _Tree) -> dict[str, frozenset[int]]:
 @functools.lru_cache(maxsize=2048)
 def _routes_in(path: str, text: str) -> tuple[tuple[str, frozenset[int]], ...]:
     found: list[tuple[str, frozenset[int]]] = []
-    for node in ast.walk(_parse(path, text)):
+    for node in ast.walk(parse(path, text)):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             for deco in node.decorator_list:
                 if isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute):
-                    route = _constant(deco.args[0]) if deco.args else None
-                    if deco.func.attr in _ROUTE_METHODS and isinstance(route, str) and route.startswith("/"):
-                        found.append((route, frozenset(_status_codes(node))))
-        elif isinstance(node, ast.Call) and _name_of(node.func) in ("Mount", "add_api_route", "add_route"):
-            route = _constant(node.args[0]) if node.args else None
+                    route = constant(deco.args[0]) if deco.args else None
+                    if deco.func.attr in ROUTE_METHODS and isinstance(route, str) and route.startswith("/"):
+                        found.append((route, frozenset(status_codes(node))))
+        elif isinstance(node, ast.Call) and name_of(node.func) in ("Mount", "add_api_route", "add_route"):
+            route = constant(node.args[0]) if node.args else None
             if isinstance(route, str) and route.startswith("/"):
                 found.append((route, frozenset()))
     return tuple(found)
-
-
-def _status_codes(func: ast.AST) -> set[int]:
-    codes: set[int] = set()
-    for node in ast.walk(func):
-        if isinstance(node, ast.keyword) and node.arg == "status_code":
-            value = _constant(node.value)
-            if isinstance(value, int):
-                codes.add(value)
-            elif isinstance(node.value, ast.Attribute) and node.value.attr in http.HTTPStatus.__members__:
-                codes.add(http.HTTPStatus[node.value.attr].value)
-    return codes
 
 
 def _metric_names(tree: _Tree) -> set[str]:
     """Prometheus metric names: ``"vllm:..."`` passed as ``name=`` or first argument of a call."""
     names: set[str] = set()
     for path, text in tree.texts_under("vllm/", '"vllm:'):
-        names.update(_metric_names_in(path, text))
+        names.update(metric_names_in(path, text, _METRIC_NAME))
     return names
-
-
-@functools.lru_cache(maxsize=2048)
-def _metric_names_in(path: str, text: str) -> frozenset[str]:
-    names: set[str] = set()
-    for node in ast.walk(_parse(path, text)):
-        if isinstance(node, ast.Call):
-            for candidate in (_keyword(node, "name"), node.args[0] if node.args else None):
-                value = _constant(candidate)
-                if isinstance(value, str) and _METRIC_NAME.fullmatch(value):
-                    names.add(value)
-    return frozenset(names)
-
-
-def _dist_info(files: Mapping[str, str], name: str) -> str:
-    found = [p for p in files if p.endswith(f".dist-info/{name}")]
-    if not found:
-        raise SourceLayoutError(f"the wheel has no .dist-info/{name}")
-    return files[found[0]]
 
 
 def parse_source(files: Mapping[str, str], *, origin: str) -> VllmSource:
     """Parse a vLLM release's files (path inside the wheel -> text) into a :class:`VllmSource`."""
     tree = _Tree(files)
 
-    metadata = _dist_info(files, "METADATA")
-    version = next((line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Version:")), "")
-    entry_points = configparser.ConfigParser(interpolation=None)
-    entry_points.read_string(_dist_info(files, "entry_points.txt"))
-    console_scripts = (
-        frozenset(entry_points["console_scripts"]) if entry_points.has_section("console_scripts") else frozenset()
-    )
-
     subcommands: set[str] = set()
     for _, module in tree.under("vllm/entrypoints/cli/", "CLISubcommand"):
         for cls in _classes(module).values():
-            if any(_name_of(b) == "CLISubcommand" for b in cls.bases):
+            if any(name_of(b) == "CLISubcommand" for b in cls.bases):
                 name = _module_assignment(ast.Module(body=cls.body, type_ignores=[]), "name")
-                if isinstance(_constant(name), str):
-                    subcommands.add(str(_constant(name)))
+                if isinstance(constant(name), str):
+                    subcommands.add(str(constant(name)))
 
     # The `vllm serve` parser: make_arg_parser and every add_cli_args it reaches.
     args_path = tree.locate("vllm/engine/arg_utils.py", "class EngineArgs", "EngineArgs")
@@ -587,7 +437,7 @@ def parse_source(files: Mapping[str, str], *, origin: str) -> VllmSource:
         value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
         named = any(isinstance(t, ast.Name) and t.id == "method_to_config" for t in targets)
         if named and isinstance(value, ast.Dict):
-            configs.update(str(_constant(k)) for k in value.keys if isinstance(_constant(k), str))
+            configs.update(str(constant(k)) for k in value.keys if isinstance(constant(k), str))
     if not configs:
         raise SourceLayoutError(f"{quant_path}: the method_to_config table of get_quantization_config is gone")
 
@@ -599,7 +449,7 @@ def parse_source(files: Mapping[str, str], *, origin: str) -> VllmSource:
         raise SourceLayoutError(f"unexpected defaults: gpu_memory_utilization={gpu_util!r} port={port!r}")
 
     return VllmSource(
-        version=version,
+        version=release_version(files),
         origin=origin,
         flags=dict(parser.flags),
         positionals=frozenset(parser.positionals),
@@ -617,7 +467,7 @@ def parse_source(files: Mapping[str, str], *, origin: str) -> VllmSource:
         default_port=port,
         routes=_routes(tree),
         metric_names=frozenset(_metric_names(tree)),
-        console_scripts=console_scripts,
+        console_scripts=console_scripts(files),
         cli_subcommands=frozenset(subcommands),
     )
 
