@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from quantfleet.api import command_line
+
 # The server program (the image's ENTRYPOINT); the renderer sets it as `command` explicitly.
 LLAMA_SERVER_COMMAND: Final[tuple[str]] = ("/app/llama-server",)
 
@@ -91,29 +93,11 @@ def problems_in_args(args: Sequence[str]) -> list[str]:
     Every option is declared in EMITTED_FLAGS and given once; switches have no value, the others one value; no
     positional arguments (llama-server takes none). ``args`` excludes the command.
     """
-    problems: list[str] = []
-    seen: set[str] = set()
-    i = 0
-    while i < len(args):
-        flag = args[i]
-        if not flag.startswith("--"):
-            problems.append(f"unexpected positional argument {flag!r}")
-            i += 1
-            continue
-        if flag not in EMITTED_FLAGS:
-            problems.append(f"{flag} is not declared in quantfleet.api.llamacpp_flags.EMITTED_FLAGS")
-        if flag in seen:
-            problems.append(f"{flag} is given more than once")
-        seen.add(flag)
-        has_value = i + 1 < len(args) and not args[i + 1].startswith("--")
-        if flag in SWITCHES:
-            i += 1
-            continue
-        if not has_value:
-            problems.append(f"{flag} has no value")
-            i += 1
-            continue
-        i += 2
-    if FLAG_MODEL not in seen:
-        problems.append(f"{FLAG_MODEL} is missing")
-    return problems
+    return command_line.problems_in_args(
+        args,
+        emitted_flags=EMITTED_FLAGS,
+        declared_in="quantfleet.api.llamacpp_flags.EMITTED_FLAGS",
+        switches=SWITCHES,
+        required_flag=FLAG_MODEL,
+        inline_values=False,
+    )

@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Literal, get_args
 
+from quantfleet.api import command_line
+
 # The container command: the interpreter and module (the image has no fixed entrypoint for serving).
 SGLANG_COMMAND: Final[tuple[str, str, str]] = ("python3", "-m", "sglang.launch_server")
 LAUNCH_MODULE: Final = "sglang.launch_server"
@@ -153,38 +155,11 @@ def problems_in_args(args: Sequence[str]) -> list[str]:
     takes none). ``args`` excludes the command (:data:`SGLANG_COMMAND`). ``--flag value`` and ``--flag=value`` are
     both understood.
     """
-    problems: list[str] = []
-    seen: set[str] = set()
-    i = 0
-    while i < len(args):
-        token = args[i]
-        if not token.startswith("--"):
-            problems.append(f"unexpected positional argument {token!r}")
-            i += 1
-            continue
-        flag, eq, inline = token.partition("=")
-        value: str | None
-        if eq:
-            value = inline
-            i += 1
-        elif flag not in BOOLEAN_FLAGS and i + 1 < len(args) and not args[i + 1].startswith("--"):
-            value = args[i + 1]
-            i += 2
-        else:
-            value = None
-            i += 1
-        if flag not in EMITTED_FLAGS:
-            problems.append(f"{flag} is not declared in quantfleet.api.sglang_flags.EMITTED_FLAGS")
-        if flag in seen:
-            problems.append(f"{flag} is given more than once")
-        seen.add(flag)
-        if flag in BOOLEAN_FLAGS:
-            if value is not None:
-                problems.append(f"{flag} takes no value")
-        elif value is None:
-            problems.append(f"{flag} has no value")
-        elif flag in _VALUE_SETS and value not in _VALUE_SETS[flag]:
-            problems.append(f"{flag} {value!r} is not one of {sorted(_VALUE_SETS[flag])}")
-    if FLAG_MODEL_PATH not in seen:
-        problems.append(f"{FLAG_MODEL_PATH} is missing")
-    return problems
+    return command_line.problems_in_args(
+        args,
+        emitted_flags=EMITTED_FLAGS,
+        declared_in="quantfleet.api.sglang_flags.EMITTED_FLAGS",
+        switches=BOOLEAN_FLAGS,
+        value_sets=_VALUE_SETS,
+        required_flag=FLAG_MODEL_PATH,
+    )

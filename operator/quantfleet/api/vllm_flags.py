@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Literal, get_args
 
+from quantfleet.api import command_line
+
 # The console script and subcommand the image runs (its ENTRYPOINT); the renderer may set it as `command` explicitly.
 VLLM_COMMAND: Final[tuple[str, str]] = ("vllm", "serve")
 # argparse dest of the positional model argument of `vllm serve`; the model path/URI goes first in `args`.
@@ -132,34 +134,10 @@ def problems_in_args(args: Sequence[str]) -> list[str]:
     :data:`EMITTED_FLAGS` and appears once; every option has a value; closed-set values are declared ones.
     ``args`` excludes the ``vllm serve`` command itself. Both ``--flag value`` and ``--flag=value`` are understood.
     """
-    problems: list[str] = []
-    if not args or args[0].startswith("-"):
-        problems.append("the model must be the first (positional) argument of `vllm serve`")
-    seen: set[str] = set()
-    i = 1 if args and not args[0].startswith("-") else 0
-    while i < len(args):
-        token = args[i]
-        if not token.startswith("--"):
-            problems.append(f"unexpected positional argument {token!r}")
-            i += 1
-            continue
-        flag, eq, inline = token.partition("=")
-        if eq:
-            value: str | None = inline
-            i += 1
-        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-            value = args[i + 1]
-            i += 2
-        else:
-            value = None
-            i += 1
-        if flag not in EMITTED_FLAGS:
-            problems.append(f"{flag} is not declared in quantfleet.api.vllm_flags.EMITTED_FLAGS")
-        if flag in seen:
-            problems.append(f"{flag} is given more than once")
-        seen.add(flag)
-        if value is None:
-            problems.append(f"{flag} has no value")
-        elif flag in _VALUE_SETS and value not in _VALUE_SETS[flag]:
-            problems.append(f"{flag} {value!r} is not one of {sorted(_VALUE_SETS[flag])}")
-    return problems
+    return command_line.problems_in_args(
+        args,
+        emitted_flags=EMITTED_FLAGS,
+        declared_in="quantfleet.api.vllm_flags.EMITTED_FLAGS",
+        value_sets=_VALUE_SETS,
+        positional_model_of=" ".join(VLLM_COMMAND),
+    )
