@@ -41,10 +41,8 @@ from quantfleet.calibrate.data import CalibrationData, build_calibration_data
 from quantfleet.calibrate.publish import (
     MANIFEST_NAME,
     checksum,
-    compact_json,
     publish,
     staging_dir,
-    write_termination_message,
 )
 from quantfleet.calibrate.quality import QualityGateFailed, check
 from quantfleet.calibrate.source import resolve_source
@@ -225,15 +223,9 @@ def calibrate_gguf(recipe: CalibrationRecipe, data_override: CalibrationData | N
     """calibrate.run.calibrate for tool llama-cpp. Raises CalibrationFailed on a gated or failed step."""
     from transformers import AutoTokenizer
 
-    from quantfleet.calibrate.run import CalibrationFailed, Outcome
+    from quantfleet.calibrate.run import CalibrationFailed, PhaseClock, finish
 
-    t_start = time.monotonic()
-    timings: dict[str, float] = {}
-
-    def lap(name: str, since: float) -> float:
-        now = time.monotonic()
-        timings[name] = now - since
-        return now
+    clock = PhaseClock()
 
     tools = LlamaCpp.from_env()
     have = tools.version()
@@ -258,25 +250,25 @@ def calibrate_gguf(recipe: CalibrationRecipe, data_override: CalibrationData | N
     data = data_override or build_calibration_data(
         tokenizer, recipe.dataset, recipe.num_samples, recipe.max_seq_length, recipe.seed
     )
-    t = lap("data", t)
+    t = clock.lap("data", t)
     staged = staging_dir(recipe.output_uri)
     work = Path(tempfile.mkdtemp(prefix=".gguf-work-", dir=staged.parent))
     try:
         base = convert(tools, src, work / "model-f16.gguf")
-        t = lap("convert", t)
+        t = clock.lap("convert", t)
         calib_txt = write_text(tokenizer, data.calib, work / "calibration.txt")
         heldout_txt = write_text(tokenizer, data.heldout, work / "heldout.txt")
         imat = None
         if gguf_type in IMATRIX_TYPES:
             imat = imatrix(tools, base, calib_txt, work / "imatrix.gguf", recipe.max_seq_length)
-            t = lap("imatrix", t)
+            t = clock.lap("imatrix", t)
         quantized = quantize(tools, base, staged / GGUF_FILE, gguf_type, imat)
-        t = lap("quantize", t)
+        t = clock.lap("quantize", t)
         ppl_base = perplexity(tools, base, heldout_txt, recipe.max_seq_length, "eval-base")
         log.info("perplexity model=base type=F16 value=%.4f tokens=%d", ppl_base.value, ppl_base.tokens)
         ppl_q = perplexity(tools, quantized, heldout_txt, recipe.max_seq_length, "eval-quantized")
         log.info("perplexity model=quantized type=%s value=%.4f base=%.4f", gguf_type, ppl_q.value, ppl_base.value)
-        t = lap("eval", t)
+        t = clock.lap("eval", t)
         try:
             delta = check(ppl_base.value, ppl_q.value, recipe.max_perplexity_delta)
         except QualityGateFailed as exc:
@@ -291,7 +283,7 @@ def calibrate_gguf(recipe: CalibrationRecipe, data_override: CalibrationData | N
             tool_version=have,
             bytes=nbytes,
             sha256=digest,
-            seconds=round(time.monotonic() - t_start, 3),
+            seconds=round(clock.elapsed(), 3),
             quality=Quality(
                 perplexity_base=ppl_base.value,
                 perplexity_quantized=ppl_q.value,
@@ -301,7 +293,7 @@ def calibrate_gguf(recipe: CalibrationRecipe, data_override: CalibrationData | N
         )
         (staged / MANIFEST_NAME).write_text(manifest.model_dump_json(by_alias=True, exclude_none=True, indent=2))
         publish(staged, recipe.output_uri)
-        lap("publish", t)
+        clock.lap("publish", t)
     except LlamaCppFailed as exc:
         shutil.rmtree(staged, ignore_errors=True)
         raise CalibrationFailed(str(exc)) from exc
@@ -310,14 +302,4 @@ def calibrate_gguf(recipe: CalibrationRecipe, data_override: CalibrationData | N
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    write_termination_message(compact_json(manifest))
-    timings["total"] = time.monotonic() - t_start
-    log.info(
-        "calibrate done checkpoint=%s bytes=%d sha256=%s seconds=%.1f ppl_delta=%+.4f",
-        recipe.output_uri,
-        nbytes,
-        digest[:12],
-        timings["total"],
-        delta,
-    )
-    return Outcome(manifest=manifest, timings=timings)
+    return finish(manifest, clock, delta)

@@ -55,6 +55,38 @@ class Outcome:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+class PhaseClock:
+    """Seconds per phase of one calibration (the :class:`Outcome`'s timings) and the time since it started."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.timings: dict[str, float] = {}
+
+    def lap(self, name: str, since: float) -> float:
+        """Record phase ``name`` as the time since ``since``; return now, the start of the next phase."""
+        now = time.monotonic()
+        self.timings[name] = now - since
+        return now
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def finish(manifest: ResultManifest, clock: PhaseClock, delta: float) -> Outcome:
+    """The last step of every calibration program, once the checkpoint is published: report it and stop the clock."""
+    write_termination_message(compact_json(manifest))
+    clock.timings["total"] = clock.elapsed()
+    log.info(
+        "calibrate done checkpoint=%s bytes=%d sha256=%s seconds=%.1f ppl_delta=%+.4f",
+        manifest.checkpoint_uri,
+        manifest.bytes,
+        manifest.sha256[:12],
+        clock.timings["total"],
+        delta,
+    )
+    return Outcome(manifest=manifest, timings=clock.timings)
+
+
 def pick_device() -> Any:
     import torch
 
@@ -158,14 +190,7 @@ def _progress_hook(counter: ExpertCounter, progress: Progress, i: int, n_layers:
 
 def calibrate(recipe: CalibrationRecipe, data_override: CalibrationData | None = None) -> Outcome:
     """Run the whole program for `recipe`. Raises CalibrationFailed (or UnsupportedRecipe) on a gated failure."""
-    t_start = time.monotonic()
-    timings: dict[str, float] = {}
-
-    def lap(name: str, since: float) -> float:
-        now = time.monotonic()
-        timings[name] = now - since
-        return now
-
+    clock = PhaseClock()
     try:
         support(recipe.tool, recipe.scheme, recipe.algorithm)
     except UnsupportedRecipe as exc:
@@ -192,17 +217,17 @@ def calibrate(recipe: CalibrationRecipe, data_override: CalibrationData | None =
     t = time.monotonic()
     src = resolve_source(recipe.source_uri)
     model, tokenizer = load_model(src, device)
-    t = lap("load", t)
+    t = clock.lap("load", t)
     data = data_override or build_calibration_data(
         tokenizer, recipe.dataset, recipe.num_samples, recipe.max_seq_length, recipe.seed
     )
-    t = lap("data", t)
+    t = clock.lap("data", t)
     ppl_base, eval_tokens = perplexity(model, data.heldout, device, phase="eval-base")
     log.info("perplexity model=base value=%.4f tokens=%d", ppl_base, eval_tokens)
-    t = lap("eval_base", t)
+    t = clock.lap("eval_base", t)
 
     coverage = quantize_in_memory(recipe, model, tokenizer, data, device, adapter)
-    t = lap("quantize", t)
+    t = clock.lap("quantize", t)
     if coverage is not None:
         msg = starved_message(coverage, recipe.min_tokens_per_expert)
         if msg:
@@ -210,7 +235,7 @@ def calibrate(recipe: CalibrationRecipe, data_override: CalibrationData | None =
 
     ppl_q, _ = perplexity(model, data.heldout, device, phase="eval-quantized")
     log.info("perplexity model=quantized value=%.4f base=%.4f", ppl_q, ppl_base)
-    t = lap("eval_quantized", t)
+    t = clock.lap("eval_quantized", t)
     try:
         delta = check(ppl_base, ppl_q, recipe.max_perplexity_delta)
     except QualityGateFailed as exc:
@@ -219,9 +244,9 @@ def calibrate(recipe: CalibrationRecipe, data_override: CalibrationData | None =
     staged = staging_dir(recipe.output_uri)
     try:
         adapter.save(model, tokenizer, str(staged))
-        t = lap("save", t)
+        t = clock.lap("save", t)
         digest, nbytes = checksum(staged)
-        t = lap("checksum", t)
+        t = clock.lap("checksum", t)
         manifest = ResultManifest(
             recipe_hash=recipe_hash,
             checkpoint_uri=recipe.output_uri,
@@ -231,24 +256,14 @@ def calibrate(recipe: CalibrationRecipe, data_override: CalibrationData | None =
             tool_version=adapter.version(),
             bytes=nbytes,
             sha256=digest,
-            seconds=round(time.monotonic() - t_start, 3),
+            seconds=round(clock.elapsed(), 3),
             expert_coverage=coverage,
             quality=Quality(perplexity_base=ppl_base, perplexity_quantized=ppl_q, delta=delta, eval_tokens=eval_tokens),
         )
         (staged / MANIFEST_NAME).write_text(manifest.model_dump_json(by_alias=True, exclude_none=True, indent=2))
         publish(staged, recipe.output_uri)
-        t = lap("publish", t)
+        t = clock.lap("publish", t)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    write_termination_message(compact_json(manifest))
-    timings["total"] = time.monotonic() - t_start
-    log.info(
-        "calibrate done checkpoint=%s bytes=%d sha256=%s seconds=%.1f ppl_delta=%+.4f",
-        recipe.output_uri,
-        nbytes,
-        digest[:12],
-        timings["total"],
-        delta,
-    )
-    return Outcome(manifest=manifest, timings=timings)
+    return finish(manifest, clock, delta)
