@@ -8,6 +8,7 @@ table is unsupported, and `support()` says why.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
@@ -178,3 +179,12 @@ def ignore_patterns(model_type: str, extra: tuple[str, ...]) -> list[str]:
         if p not in out:
             out.append(p)
     return out
+
+
+def ignore_pattern_matches(pattern: str, module_name: str) -> bool:
+    """Whether an ignore pattern names a module: ``re:<regex>`` is re.match()ed, anything else is the full name or
+    its dotted suffix (``lm_head`` names ``model.lm_head``). The ModelOpt and Quark adapters apply it.
+    """
+    if pattern.startswith("re:"):
+        return re.match(pattern[3:], module_name) is not None
+    return module_name == pattern or module_name.endswith("." + pattern)

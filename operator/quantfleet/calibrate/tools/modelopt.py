@@ -12,22 +12,15 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from importlib.metadata import version as dist_version
 from typing import Any
 
 from quantfleet.api.recipe import CalibrationRecipe, Tool
-from quantfleet.api.schemes import ignore_patterns, support
+from quantfleet.api.schemes import ignore_pattern_matches, ignore_patterns, support
 from quantfleet.calibrate.progress import Progress
 from quantfleet.calibrate.tools.routing import all_expert_hooks
 
 log = logging.getLogger("quantfleet.calibrate")
-
-
-def _matches(pattern: str, name: str) -> bool:
-    if pattern.startswith("re:"):
-        return re.match(pattern[3:], name) is not None
-    return name == pattern or name.endswith("." + pattern)
 
 
 def build_config(recipe: CalibrationRecipe, model: Any, is_moe: bool) -> dict[str, Any]:
@@ -41,7 +34,7 @@ def build_config(recipe: CalibrationRecipe, model: Any, is_moe: bool) -> dict[st
         quant_cfg.extend(copy.deepcopy(mtq.FP8_KV_CFG["quant_cfg"]))
     patterns = ignore_patterns(model.config.model_type, recipe.ignore)
     for mod_name, _ in model.named_modules():
-        if mod_name and any(_matches(p, mod_name) for p in patterns):
+        if mod_name and any(ignore_pattern_matches(p, mod_name) for p in patterns):
             quant_cfg.append({"quantizer_name": f"{mod_name}.*", "enable": False})
     cfg["quant_cfg"] = quant_cfg
     algorithm = cfg.get("algorithm", "max")

@@ -17,20 +17,13 @@ uses them as they are on gfx950 (MI355X).
 
 from __future__ import annotations
 
-import re
 from importlib.metadata import version as dist_version
 from typing import Any
 
 from quantfleet.api.recipe import CalibrationRecipe, Tool
-from quantfleet.api.schemes import ignore_patterns, support
+from quantfleet.api.schemes import ignore_pattern_matches, ignore_patterns, support
 from quantfleet.calibrate.progress import Progress
 from quantfleet.calibrate.tools.routing import all_expert_hooks
-
-
-def _matches(pattern: str, name: str) -> bool:
-    if pattern.startswith("re:"):
-        return re.match(pattern[3:], name) is not None
-    return name == pattern or name.endswith("." + pattern)
 
 
 def excluded_modules(model: Any, patterns: list[str]) -> list[str]:
@@ -44,7 +37,7 @@ def excluded_modules(model: Any, patterns: list[str]) -> list[str]:
     return [
         name
         for name, module in model.named_modules()
-        if name and isinstance(module, torch.nn.Linear) and any(_matches(p, name) for p in patterns)
+        if name and isinstance(module, torch.nn.Linear) and any(ignore_pattern_matches(p, name) for p in patterns)
     ]
 
 
