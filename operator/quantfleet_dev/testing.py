@@ -1,4 +1,5 @@
-"""Helpers for tests that run against the sandbox (tests/e2e and anyone else's e2e tests).
+"""Helpers for tests that run the operator's programs: against the sandbox (tests/e2e and anyone else's e2e tests),
+or as local processes (tests/serving: `quantfleet calibrate`, servers on a free port).
 
 They live in the package, not in a conftest, so a test module can import them by name
 (`from quantfleet_dev.testing import wait_for, operator_process`) without relying on how
@@ -10,16 +11,20 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from quantfleet_dev.sandbox import cluster
+
+if TYPE_CHECKING:
+    from quantfleet.api.recipe import CalibrationRecipe
 
 T = TypeVar("T")
 
@@ -40,6 +45,31 @@ def wait_for(fn: Callable[[], T], timeout: float = 60.0, message: str = "conditi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}; last value: {last!r}")
         time.sleep(interval)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a server the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_calibrate_cli(
+    recipe: CalibrationRecipe, env: Mapping[str, str], timeout: float
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`quantfleet calibrate` (the program the calibration Job runs) for `recipe` in a subprocess with `env`.
+
+    Returns the finished process (output captured) and its wall seconds; the caller judges the exit status.
+    """
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "quantfleet.cli", "calibrate", *recipe.to_args()],
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        timeout=timeout,
+    )
+    return proc, time.monotonic() - t0
 
 
 @dataclass

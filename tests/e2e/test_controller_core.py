@@ -27,7 +27,7 @@ from quantfleet.facts.informer import Informer
 from quantfleet.facts.store import Store
 from quantfleet.kube.client import KINDS, Kind, Kube, load_client_config
 from quantfleet_dev.sandbox import cluster
-from quantfleet_dev.testing import Sandbox, operator_process, wait_for
+from quantfleet_dev.testing import Sandbox, free_port, operator_process, wait_for
 
 ISVCS = "inferenceservices"
 QMS = "quantizedmodels"
@@ -300,14 +300,6 @@ def requests_by_verb(port: int) -> dict[tuple[str, str], float]:
             key = (labels["verb"].strip('"'), labels["resource"].strip('"'))
             out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return out
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_converged_operator_makes_no_writes_and_no_reads(sandbox: Sandbox, namespace: str) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -47,6 +46,7 @@ from quantfleet import versions
 from quantfleet.api import vllm_flags
 from quantfleet.api.recipe import CalibrationRecipe
 from quantfleet_dev import monitoring, vllm_cpu
+from quantfleet_dev.testing import free_port, run_calibrate_cli
 
 pytestmark = [pytest.mark.calibration, pytest.mark.timeout(900)]
 
@@ -60,12 +60,6 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(OPERATOR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +90,9 @@ def calibrate(source: Path, out: Path, *, kv_cache_fp8: bool) -> float:
         output_uri=str(out),
     )
     env = {**_env(), "QUANTFLEET_DEVICE": "cpu", "QUANTFLEET_TERMINATION_LOG": str(out.parent / f"{out.name}.term")}
-    t0 = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "quantfleet.cli", "calibrate", *recipe.to_args()],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    proc, seconds = run_calibrate_cli(recipe, env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return time.monotonic() - t0
+    return seconds
 
 
 def render(tmp: Path, name: str, claim_path: str, model_dir: Path, nodes: Path) -> tuple[dict[str, Any], str]:
@@ -159,7 +146,7 @@ def serve_and_ask(dep: dict[str, Any], claim_path: str, model_dir: Path, cache: 
     command, args, env = vllm_cpu.local_container(container, {f"/models/{claim_path}": model_dir}, cache)
     served = args[args.index("--served-model-name") + 1]
     out: dict[str, Any] = {}
-    with vllm_cpu.start_server(command, args, env, _free_port(), startup_timeout=420, log=lambda m: None) as s:
+    with vllm_cpu.start_server(command, args, env, free_port(), startup_timeout=420, log=lambda m: None) as s:
         out["start_s"] = s.startup_seconds
         out["first_4_tokens_s"] = s.first_completion_seconds
         status, models = s.get("/v1/models")

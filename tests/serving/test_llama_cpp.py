@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from quantfleet.api.recipe import CalibrationRecipe, Scheme
 from quantfleet.render.llamacpp import llamacpp_args, llamacpp_command
 from quantfleet.render.vllm import CpuRollout, ModelLocation, PoolRollout, ServiceInput
 from quantfleet_dev import llama_cpp
+from quantfleet_dev.testing import free_port, run_calibrate_cli
 
 pytestmark = [pytest.mark.calibration, pytest.mark.timeout(2400)]
 
@@ -65,12 +65,6 @@ def tiny_llama(llama_cpp_root: Path) -> Path:
     return llama_cpp.build_tiny_llama(llama_cpp.cache_root() / TINY, sys.executable, log=lambda m: None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run_calibrate(
     source: Path, out: Path, scheme: Scheme, root: Path, **overrides: Any
 ) -> tuple[subprocess.CompletedProcess[str], str, float]:
@@ -93,15 +87,8 @@ def run_calibrate(
         "QUANTFLEET_TERMINATION_LOG": str(term),
         "QUANTFLEET_LLAMA_CPP": str(root),
     }
-    t0 = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "quantfleet.cli", "calibrate", *recipe.to_args()],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1200,
-    )
-    return proc, term.read_text() if term.is_file() else "", time.monotonic() - t0
+    proc, seconds = run_calibrate_cli(recipe, env, timeout=1200)
+    return proc, term.read_text() if term.is_file() else "", seconds
 
 
 def calibrate(source: Path, out: Path, scheme: Scheme, root: Path) -> tuple[dict[str, Any], float]:
@@ -162,7 +149,7 @@ def test_gguf_chain(
         svc, roll, gguf_path=str(gguf), parallel=PARALLEL, n_gpu_layers=0, threads=2, no_repack=AMX_INT8
     )
     assert lf.problems_in_args(args) == []
-    port = _free_port()
+    port = free_port()
     with llama_cpp.start_server(command, args, port, tmp_path / "llama-server.log") as s:
         status, body = s.get(lf.MODELS_PATH)
         assert status == 200, body
