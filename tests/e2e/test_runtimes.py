@@ -128,3 +128,26 @@ def test_llama_cpp_needs_a_gguf_model_and_gguf_needs_llama_cpp(sandbox: Sandbox,
     obj = wait_cond(sandbox, namespace, PLURAL, "gv", "Ready", "False", "CannotHonour")
     assert "only runtime llama-cpp serves it" in cond(obj, "Ready")["message"]
     assert get(sandbox, namespace, PLURAL, "gv")["status"].get("decisions") is None
+
+
+MI300X = {"amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM"}
+
+
+def test_quark_fp8_for_mi300x_is_calibrated_there_and_served_there(sandbox: Sandbox, namespace: str, op: Any) -> None:
+    apply(sandbox, namespace, qm("llama-quark", "fp8-static", "llama-3.1-8b", placement={"nodeSelector": MI300X}))
+    model = wait_cond(sandbox, namespace, "quantizedmodels", "llama-quark", "Ready", "True", timeout=120)
+    st = model["status"]
+    assert st["tool"] == "quark" and st["checkpoint"]["format"] == "quark", st
+    assert "AMD" in st["toolReason"] and "e4m3fnuz" in st["toolReason"], st["toolReason"]
+    (job,) = jobs(sandbox, namespace, "llama-quark")
+    assert job.spec.template.spec.containers[0].resources.limits["amd.com/gpu"] == "1"
+    ref = {"quantizedModelRef": {"name": "llama-quark"}}
+    apply(
+        sandbox, namespace, isvc("lq", model=ref, pools=[{"name": "mi300x", "nodeSelector": MI300X}], maxModelLen=8192)
+    )
+    obj = wait_cond(sandbox, namespace, PLURAL, "lq", "Ready", "True", timeout=120)
+    (d,) = obj["status"]["decisions"]
+    assert (d["runtime"], d["precision"]) == ("vllm", "fp8") and "quantization" not in d, d
+    assert d["checkpointFormat"].endswith("/quark"), d
+    args = container(sandbox, namespace, d["deployment"]).args
+    assert not any(a.startswith("--quantization") for a in args), args  # vLLM detects quant_method quark itself
