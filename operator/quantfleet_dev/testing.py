@@ -255,3 +255,11 @@ def gpu_node(
         "spec": {"unschedulable": cordoned},
         "status": {"allocatable": alloc, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
     }
+
+
+def deployment_runtime(dep: dict[str, Any]) -> str:
+    """The runtime a rendered serving Deployment runs: vllm, sglang or llama-cpp (by its container's command)."""
+    command = dep["spec"]["template"]["spec"]["containers"][0].get("command") or []
+    if command[:2] == ["vllm", "serve"]:
+        return "vllm"
+    return "sglang" if "sglang.launch_server" in command else "llama-cpp"

@@ -16,7 +16,7 @@ from qf import PRODUCED_DEPLOYMENTS, apply, isvc, model_config, running_operator
 
 from quantfleet.api import llamacpp_flags, sglang_flags
 from quantfleet_dev import vllm_cpu
-from quantfleet_dev.testing import Sandbox, wait_for
+from quantfleet_dev.testing import Sandbox, deployment_runtime, wait_for
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -53,7 +53,7 @@ def test_every_produced_deployment_parses_in_vllm(sandbox: Sandbox, namespace: s
     produced = [*PRODUCED_DEPLOYMENTS, *(sandbox.api.sanitize_for_serialization(d) for d in here)]
     by_runtime: dict[str, list[dict[str, Any]]] = {}
     for dep in produced:
-        by_runtime.setdefault(runtime_of(dep), []).append(dep)
+        by_runtime.setdefault(deployment_runtime(dep), []).append(dep)
     failures = vllm_cpu.parse_deployments(by_runtime.get("vllm", []))
     # SGLang and llama.cpp have no local parser here: their command lines are checked against the flags declared for
     # them (each declaration is checked against the pinned release's own source by its contract test)
@@ -64,10 +64,3 @@ def test_every_produced_deployment_parses_in_vllm(sandbox: Sandbox, namespace: s
     assert failures == [], "\n".join(failures)
     counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(by_runtime.items()))
     print(f"Deployments of this e2e run ({counts}) parse in vLLM's own parser or match the declared flags")
-
-
-def runtime_of(dep: dict[str, Any]) -> str:
-    command = dep["spec"]["template"]["spec"]["containers"][0].get("command") or []
-    if command[:2] == ["vllm", "serve"]:
-        return "vllm"
-    return "sglang" if "sglang.launch_server" in command else "llama-cpp"

@@ -20,17 +20,18 @@ from typing import Any
 import pytest
 import yaml
 
-from quantfleet.api import vllm_flags
+from quantfleet.api import llamacpp_flags, sglang_flags, vllm_flags
 from quantfleet_dev import vllm_cpu
+from quantfleet_dev.testing import deployment_runtime
 from quantfleet_dev.vllm_source import VllmSource, fetch_wheel, parse_source, read_wheel
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 pytestmark = pytest.mark.timeout(1800)
 
 
-def golden_deployments() -> list[tuple[str, dict[str, Any]]]:
-    """(case, Deployment) for every Deployment pinned in tests/golden: render cases (a YAML stream of objects) and
-    reconcile cases (an Outcome whose `apply` holds the children)."""
+def golden_deployments(runtime: str = "vllm") -> list[tuple[str, dict[str, Any]]]:
+    """(case, Deployment) for every Deployment of `runtime` pinned in tests/golden: render cases (a YAML stream of
+    objects) and reconcile cases (an Outcome whose `apply` holds the children)."""
     out: list[tuple[str, dict[str, Any]]] = []
     for case in sorted(GOLDEN.iterdir()):
         expected = case / "expected.yaml"
@@ -39,7 +40,7 @@ def golden_deployments() -> list[tuple[str, dict[str, Any]]]:
         docs = list(yaml.safe_load_all(expected.read_text()))
         objs = docs[0].get("apply") or [] if case.name.startswith("reconcile-") else docs
         out += [(case.name, o) for o in objs if isinstance(o, dict) and o.get("kind") == "Deployment"]
-    return out
+    return [(case, d) for case, d in out if deployment_runtime(d) == runtime]
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,21 @@ def test_every_golden_deployment_parses_in_vllm(parsed: Any, report: Callable[[s
             assert ea["quantization"] == args[args.index("--quantization") + 1], case
         else:
             assert ea["quantization"] is None, case
+
+
+@pytest.mark.parametrize("runtime", ["sglang", "llama-cpp"])
+def test_golden_deployments_of_the_other_runtimes_keep_their_flag_contract(runtime: str) -> None:
+    """SGLang and llama-server have no parser here: their golden command lines go through the declared-flag checks
+    (each declaration is checked against the pinned release's source by its contract test)."""
+    check = sglang_flags.problems_in_args if runtime == "sglang" else llamacpp_flags.problems_in_args
+    deps = golden_deployments(runtime)
+    assert len(deps) >= 2, f"no golden {runtime} Deployments"
+    failures = [
+        f"{case}/{d['metadata']['name']}: {p}"
+        for case, d in deps
+        for p in check(d["spec"]["template"]["spec"]["containers"][0]["args"])
+    ]
+    assert failures == [], "\n".join(failures)
 
 
 def test_a_wrong_flag_is_refused_by_the_same_path(vllm_env: Path) -> None:
