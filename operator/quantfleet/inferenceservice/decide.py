@@ -261,39 +261,43 @@ def check_sglang(d: Decision, gpu: GpuFacts) -> None:
 
 
 def _decide(spec: InferenceServiceSpec, model: ResolvedModel, pool: GpuPool | CpuPool, runtime: Runtime) -> Decision:
-    cpu = isinstance(pool, CpuPool)
     if model.gguf is not None or runtime == "llama-cpp":
-        if model.gguf is None:
-            raise PlanError(
-                "runtime llama-cpp serves GGUF checkpoints: reference a QuantizedModel with a gguf-* scheme"
-                " (gguf-q8_0, gguf-q4_k_m, gguf-q5_k_m), or use runtime vllm or sglang",
-                kind="unsupported",
-            )
-        if runtime != "llama-cpp":
-            raise PlanError(
-                f"the model is a GGUF checkpoint ({model.gguf[0]}): only runtime llama-cpp serves it, not {runtime}",
-                kind="unsupported",
-            )
-        request = _request(spec, model, 1)
-        if isinstance(pool, CpuPool):
-            return decide_llamacpp(model.arch, model.gguf[0], request, cpu=(pool.name, _cpu_node_size(spec, pool)))
-        if pool.facts.vendor != "nvidia":
-            raise PlanError(
-                "runtime llama-cpp serves CPU pools and NVIDIA GPUs: the pinned llama.cpp server images are the CPU and"
-                " CUDA builds (no ROCm image is pinned)",
-                kind="unsupported",
-            )
-        return decide_llamacpp(model.arch, model.gguf[0], request, gpu=pool.facts)
-    if runtime == "sglang" and cpu:
-        raise PlanError("runtime sglang serves GPU pools only (SGLang has no CPU backend here)", kind="unsupported")
+        return _decide_gguf(spec, model, pool, runtime)
     if isinstance(pool, CpuPool):
-        d = decide_cpu(model.arch, pool.facts, _cpu_node_size(spec, pool), _request(spec, model, 1))
-    else:
-        d = decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
+        if runtime == "sglang":
+            raise PlanError("runtime sglang serves GPU pools only (SGLang has no CPU backend here)", kind="unsupported")
+        return decide_cpu(model.arch, pool.facts, _cpu_node_size(spec, pool), _request(spec, model, 1))
+    d = decide(model.arch, pool.facts, _request(spec, model, pool.gpus_per_node))
     if runtime == "sglang":
-        assert isinstance(pool, GpuPool)
         check_sglang(d, pool.facts)
     return d
+
+
+def _decide_gguf(
+    spec: InferenceServiceSpec, model: ResolvedModel, pool: GpuPool | CpuPool, runtime: Runtime
+) -> Decision:
+    """llama.cpp serves GGUF checkpoints, and only those: CPU pools and NVIDIA GPUs (the pinned server images)."""
+    if model.gguf is None:
+        raise PlanError(
+            "runtime llama-cpp serves GGUF checkpoints: reference a QuantizedModel with a gguf-* scheme"
+            " (gguf-q8_0, gguf-q4_k_m, gguf-q5_k_m), or use runtime vllm or sglang",
+            kind="unsupported",
+        )
+    if runtime != "llama-cpp":
+        raise PlanError(
+            f"the model is a GGUF checkpoint ({model.gguf[0]}): only runtime llama-cpp serves it, not {runtime}",
+            kind="unsupported",
+        )
+    request = _request(spec, model, 1)
+    if isinstance(pool, CpuPool):
+        return decide_llamacpp(model.arch, model.gguf[0], request, cpu=(pool.name, _cpu_node_size(spec, pool)))
+    if pool.facts.vendor != "nvidia":
+        raise PlanError(
+            "runtime llama-cpp serves CPU pools and NVIDIA GPUs: the pinned llama.cpp server images are the CPU and"
+            " CUDA builds (no ROCm image is pinned)",
+            kind="unsupported",
+        )
+    return decide_llamacpp(model.arch, model.gguf[0], request, gpu=pool.facts)
 
 
 def _pool_label(pool: GpuPool | CpuPool) -> str:
