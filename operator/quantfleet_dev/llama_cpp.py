@@ -48,6 +48,10 @@ VENDOR = "vendor/llama.cpp"
 TARGETS = ("llama-server", "llama-quantize", "llama-imatrix", "llama-perplexity")
 CMAKE_OPTIONS = (
     "-DCMAKE_BUILD_TYPE=Release",
+    # -O1, not Release's -O3: this build runs only the project's tiny models in the tests, and the cold compile is
+    # what CI on a fresh 2-core machine pays (docs/llama-cpp.md has both timings); the calibration image keeps -O3
+    "-DCMAKE_C_FLAGS_RELEASE=-O1 -DNDEBUG",
+    "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -DNDEBUG",
     "-DBUILD_SHARED_LIBS=OFF",  # static binaries: bin/ can be copied anywhere
     "-DGGML_NATIVE=ON",  # this machine's ISA: the cache is per machine (the image builds GGML_NATIVE=OFF)
     "-DLLAMA_OPENSSL=OFF",  # no HTTPS model downloads: models are local files
