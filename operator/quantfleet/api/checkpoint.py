@@ -949,6 +949,7 @@ def from_calibration(
         ),
     }
     serving, weights, acts, algo = shapes[scheme]
+    method, vllm_method, modelopt_algo = "compressed-tensors", "compressed-tensors", None
     if checkpoint_format == "quark":
         if scheme not in _QUARK_CALIBRATED:
             raise UnsupportedCheckpoint(
@@ -956,18 +957,8 @@ def from_calibration(
                 f"a Quark {scheme} checkpoint: quantfleet makes Quark checkpoints only for "
                 f"{', '.join(_QUARK_CALIBRATED)} (AMD targets)",
             )
-        return CheckpointQuant(
-            method="quark",
-            vllm_method="quark",
-            scheme=serving,
-            weights=weights,
-            activations=acts,
-            ignore=ignore_t,
-            ignore_match="regex",
-            kv_cache=kv,
-            source="calibration",
-        )
-    if checkpoint_format == "modelopt":
+        method = vllm_method = "quark"
+    elif checkpoint_format == "modelopt":
         if algo not in _MODELOPT_KNOWN:
             raise UnsupportedCheckpoint(
                 "modelopt",
@@ -975,21 +966,10 @@ def from_calibration(
                 f"{', '.join(_MODELOPT_KNOWN)} (no INT4-AWQ or MXFP4 algo), so it cannot serve it; calibrate it with "
                 "llm-compressor",
             )
-        return CheckpointQuant(
-            method="modelopt",
-            vllm_method="modelopt_fp4" if "FP4" in algo else "modelopt",
-            scheme=serving,
-            weights=weights,
-            activations=acts,
-            ignore=ignore_t,
-            ignore_match="regex",
-            kv_cache=kv,
-            source="calibration",
-            algo=algo,
-        )
+        method, vllm_method, modelopt_algo = "modelopt", "modelopt_fp4" if "FP4" in algo else "modelopt", algo
     return CheckpointQuant(
-        method="compressed-tensors",
-        vllm_method="compressed-tensors",
+        method=method,
+        vllm_method=vllm_method,
         scheme=serving,
         weights=weights,
         activations=acts,
@@ -997,4 +977,5 @@ def from_calibration(
         ignore_match="regex",
         kv_cache=kv,
         source="calibration",
+        algo=modelopt_algo,
     )

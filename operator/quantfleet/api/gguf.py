@@ -16,9 +16,9 @@ llama.cpp keeps in F32: norms, a few KiB). Sources, both in the pinned llama.cpp
 
 from __future__ import annotations
 
-from typing import Final, Literal, get_args
+from typing import Final, Literal
 
-from quantfleet.api.recipe import Scheme
+from quantfleet.api.recipe import GGUF_SCHEMES, GgufScheme
 
 GgufType = Literal["F16", "BF16", "Q8_0", "Q4_K_M", "Q5_K_M"]
 
@@ -40,8 +40,8 @@ GGUF_BITS_PER_WEIGHT: Final[dict[GgufType, float]] = {
     "Q4_K_M": 4.90,  # 4.58 GiB @ Llama-3-8B (Q4_K + Q6_K)
 }
 
-# scheme -> the llama-quantize type it is made with (api.schemes.LLAMA_CPP holds the same as tool presets)
-SCHEME_GGUF_TYPE: Final[dict[Scheme, GgufType]] = {
+# scheme -> the llama-quantize type it is made with (api.schemes.LLAMA_CPP makes its tool presets from it)
+SCHEME_GGUF_TYPE: Final[dict[GgufScheme, GgufType]] = {
     "gguf-q8_0": "Q8_0",
     "gguf-q4_k_m": "Q4_K_M",
     "gguf-q5_k_m": "Q5_K_M",
@@ -61,15 +61,6 @@ def weight_bytes(parameters: int, gguf_type: GgufType) -> int:
     return int(parameters * GGUF_BITS_PER_WEIGHT[gguf_type] / 8)
 
 
-# The QuantizedModel schemes that are GGUF checkpoints (served by llama.cpp only).
-GgufScheme = Literal["gguf-q8_0", "gguf-q4_k_m", "gguf-q5_k_m"]
-GGUF_SCHEMES: Final[tuple[GgufScheme, ...]] = get_args(GgufScheme)
-
-
 def as_gguf(scheme: object) -> GgufScheme | None:
     """The GGUF scheme `scheme` names, or None when it is not one."""
     return next((s for s in GGUF_SCHEMES if s == scheme), None)
-
-
-def scheme_bits_per_weight(scheme: GgufScheme) -> float:
-    return GGUF_BITS_PER_WEIGHT[SCHEME_GGUF_TYPE[scheme]]

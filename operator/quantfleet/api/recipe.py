@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,7 +32,8 @@ W4A16Algorithm = Literal["gptq", "awq"]
 # The schemes served by vLLM (safetensors checkpoints with a GPU Format, api.schemes.SCHEME_FORMATS).
 SCHEMES: tuple[Scheme, ...] = ("fp8-dynamic", "fp8-block", "fp8-static", "w4a16", "nvfp4", "nvfp4a16", "mxfp4")
 # The schemes made by llama.cpp (tool llama-cpp) and served by llama-server: one GGUF file, no GPU Format.
-GGUF_SCHEMES: tuple[Scheme, ...] = ("gguf-q8_0", "gguf-q4_k_m", "gguf-q5_k_m")
+GgufScheme = Literal["gguf-q8_0", "gguf-q4_k_m", "gguf-q5_k_m"]
+GGUF_SCHEMES: tuple[GgufScheme, ...] = get_args(GgufScheme)
 
 
 class CalibrationRecipe(BaseModel):

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
+from quantfleet.api.gguf import SCHEME_GGUF_TYPE
 from quantfleet.api.manifest import CheckpointFormat
 from quantfleet.api.recipe import Scheme, Tool, W4A16Algorithm
 
@@ -83,9 +84,7 @@ MODELOPT: dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme] = {
 # llama.cpp: convert_hf_to_gguf.py (F16 GGUF) -> llama-imatrix (k-quants only) -> llama-quantize <preset>.
 # The preset is llama-quantize's type name (tools/quantize/quantize.cpp QUANT_OPTIONS); calibrate.gguf runs it.
 LLAMA_CPP: dict[tuple[Scheme, W4A16Algorithm | None], ToolScheme] = {
-    ("gguf-q8_0", None): ToolScheme("Q8_0"),
-    ("gguf-q4_k_m", None): ToolScheme("Q4_K_M"),
-    ("gguf-q5_k_m", None): ToolScheme("Q5_K_M"),
+    (scheme, None): ToolScheme(gguf_type) for scheme, gguf_type in SCHEME_GGUF_TYPE.items()
 }
 
 # AMD Quark 0.13 (quark.torch.quantization.config.template scheme names): the schemes vLLM 0.33.0's ROCm build serves

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quantfleet.api.gguf import GGUF_FILE, IMATRIX_TYPES, SCHEME_GGUF_TYPE
+from quantfleet.api.gguf import GGUF_FILE, IMATRIX_TYPES, SCHEME_GGUF_TYPE, as_gguf
 from quantfleet.api.manifest import Quality, ResultManifest
 from quantfleet.api.recipe import CalibrationRecipe
 from quantfleet.api.schemes import TOOL_CHECKPOINT_FORMAT
@@ -234,7 +234,10 @@ def calibrate_gguf(recipe: CalibrationRecipe, data_override: CalibrationData | N
             f"recipe asks for llama-cpp {recipe.tool_version} but this image has {have}: "
             "the checkpoint would be labelled with a version that did not make it"
         )
-    gguf_type = SCHEME_GGUF_TYPE[recipe.scheme]
+    scheme = as_gguf(recipe.scheme)
+    if scheme is None:
+        raise CalibrationFailed(f"llama-cpp makes the GGUF schemes only, not {recipe.scheme}")
+    gguf_type = SCHEME_GGUF_TYPE[scheme]
     recipe_hash = recipe.content_hash()
     log.info(
         "calibrate start recipe_hash=%s source=%s output=%s tool=llama-cpp version=%s type=%s",

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from quantfleet.api.checkpoint import HF_QUANT_CONFIG, CheckpointQuant, UnsupportedCheckpoint, parse_checkpoint_quant
 from quantfleet.api.common import first_error
 from quantfleet.api.conditions import Cond, is_true
-from quantfleet.api.gguf import GgufScheme, as_gguf
+from quantfleet.api.gguf import as_gguf
 from quantfleet.api.inferenceservice import DEFAULT_PROMETHEUS, InferenceServiceSpec, Runtime
+from quantfleet.api.recipe import GgufScheme
 from quantfleet.hardware import GPU_TABLE, GpuFacts, LabelError
 from quantfleet.hardware.cpu import cpu_quantity_millis, memory_quantity_bytes
 from quantfleet.hardware.labels import short_name

@@ -51,9 +51,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from quantfleet.api.checkpoint import CheckpointQuant, UnsupportedCheckpoint, from_calibration
-from quantfleet.api.gguf import GgufScheme
 from quantfleet.api.manifest import CheckpointFormat
-from quantfleet.api.recipe import SCHEMES
+from quantfleet.api.recipe import SCHEMES, GgufScheme
 from quantfleet.hardware import Format, GpuFacts, Support, gpu_facts_from_labels, short_name
 from quantfleet.hardware.kernels import KernelChoice, checkpoint_kernel
 from quantfleet.planning.capacity import (

@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from quantfleet.api.gguf import SCHEME_GGUF_TYPE, GgufScheme, scheme_bits_per_weight
+from quantfleet.api.gguf import SCHEME_GGUF_TYPE, weight_bytes
+from quantfleet.api.recipe import GgufScheme
 from quantfleet.hardware import GpuFacts
 from quantfleet.planning.capacity import (
     GIB,
@@ -45,7 +46,7 @@ CPU_HEADROOM = 1.2  # a CPU pod's memory over what llama-server allocates (page 
 
 
 def gguf_weight_bytes(arch: ModelArch, scheme: GgufScheme) -> int:
-    return math.ceil(count_parameters(arch).total * scheme_bits_per_weight(scheme) / 8)
+    return weight_bytes(count_parameters(arch).total, SCHEME_GGUF_TYPE[scheme])
 
 
 def _gib(n: float) -> float:
