@@ -97,9 +97,10 @@ def test_a_quantized_checkpoint_gets_no_quantization_flag() -> None:
     assert "--quantization" not in args
 
 
-def test_extra_args_come_last() -> None:
-    args = sglang_args(make_service(extra_args=("--chunked-prefill-size", "4096")), make_rollout())
-    assert args[-2:] == ["--chunked-prefill-size", "4096"]
+def test_vllm_extra_args_are_not_passed_to_sglang() -> None:
+    # spec.vllm.extraArgs are vLLM flags: SGLang would refuse the ones it lacks (--enable-prefix-caching) at start-up
+    args = sglang_args(make_service(extra_args=("--enable-prefix-caching",)), make_rollout())
+    assert "--enable-prefix-caching" not in args and args[-1] == "--enable-metrics"
 
 
 @pytest.mark.parametrize(

@@ -188,9 +188,9 @@ class VLLMSpec(KubeModel):
     extra_args: list[str] | None = Field(
         default=None,
         max_length=64,
-        description="Extra vLLM arguments. Flags derived from the decision (--quantization, --kv-cache-dtype,"
-        " --max-model-len, --tensor-parallel-size, --gpu-memory-utilization, --served-model-name, --model) are"
-        " refused.",
+        description="Extra vLLM arguments, for the pools vLLM serves (not passed to SGLang or llama.cpp). Flags"
+        " derived from the decision (--quantization, --kv-cache-dtype, --max-model-len, --tensor-parallel-size,"
+        " --gpu-memory-utilization, --served-model-name, --model) are refused.",
     )
 
     cel = (

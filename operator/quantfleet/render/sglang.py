@@ -81,7 +81,8 @@ def quantization_for_sglang(value: str) -> str:
 
 
 def sglang_args(svc: ServiceInput, roll: PoolRollout) -> list[str]:
-    """SGLang launch arguments for one pool: only declared flags, ``svc.extra_args`` last.
+    """SGLang launch arguments for one pool: only declared flags. ``svc.extra_args`` are spec.vllm.extraArgs, vLLM
+    flags, and are not passed (SGLang's parser would stop at the first one it lacks).
 
     Raises :class:`SglangUnsupported` for what SGLang cannot be given: a CPU pool (``roll.cpu`` set), a KV cache
     dtype or ``--quantization`` value outside the contract.
@@ -112,4 +113,4 @@ def sglang_args(svc: ServiceInput, roll: PoolRollout) -> list[str]:
     if roll.model.claim is None:
         args += [sf.FLAG_DOWNLOAD_DIR, DOWNLOAD_DIR]
     args.append(sf.FLAG_ENABLE_METRICS)
-    return args + list(svc.extra_args)
+    return args
